@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make train` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-vltr
+TORCH   ?= torch==2.13.0
+ARGS    ?=
+
+.PHONY: install train test test-fast bench lint format clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned: the CPU wheel on this machine's disk (a looser pin pulls a CUDA build)
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## builds the embedded synthetic dataset (cached in data/), trains, prints the H/M/T table
+train: $(STAMP)
+	$(BIN)/vltr-train $(ARGS)
+
+## the test suite (CPU, no GPU needed)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/metrics.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

@@ -1,0 +1,57 @@
+"""Shared pieces of the console entry points: one-line user errors, the results table."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import Iterator, Mapping
+
+from hydra.errors import InstantiationException
+
+from vltr.errors import VltrError
+
+log = logging.getLogger("vltr")
+
+
+def _user_error(e: BaseException) -> VltrError | None:
+    # Hydra wraps exceptions raised inside instantiate(); find ours in the chain.
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, VltrError):
+            return e
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
+
+
+@contextlib.contextmanager
+def user_errors(prog: str) -> Iterator[None]:
+    """Turn a :class:`VltrError` (also inside Hydra's InstantiationException) into one line on
+    stderr and exit status 2; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except (VltrError, InstantiationException) as e:
+        err = _user_error(e)
+        if err is None:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+COLUMNS = (("mAP", "mAP"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),
+           ("mAP_tail", "Tail"), ("acc1", "Acc@1"), ("acc5", "Acc@5"))
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """The papers' layout: one row per split (or method), overall / head / medium / tail / acc."""
+    header = f"| {'':<6} | " + " | ".join(f"{title:>7}" for _, title in COLUMNS) + " |"
+    lines = [header, "|" + "|".join(["-" * 8] + ["-" * 9] * len(COLUMNS)) + "|"]
+    for name, metrics in rows.items():
+        cells = []
+        for key, _ in COLUMNS:
+            value = metrics.get(key, float("nan"))
+            cells.append(f"{value:7.4f}" if not math.isnan(value) else f"{'n/a':>7}")
+        lines.append(f"| {name:<6} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

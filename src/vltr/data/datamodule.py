@@ -1,0 +1,234 @@
+"""Streaming datasets and the LightningDataModule over a feature store.
+
+Train: ``clip_frames`` frame indices drawn uniformly *with replacement* and sorted (VideoLT's
+training rule), read through the store's memmap gather. Val/test: all T frames in order.
+Each process (main or DataLoader worker) opens the store lazily and owns its RNG, seeded from
+the worker seed that Lightning's ``seed_everything(workers=True)`` makes reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vltr.data.longtail import group_masks
+from vltr.data.store import FeatureStore
+from vltr.data.synthetic import SyntheticSpec, ensure_synthetic
+from vltr.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoBatch:
+    """A batch of videos. Lightning moves dataclass batches to the device field by field."""
+
+    features: torch.Tensor  # [B, T, D] float32
+    targets: torch.Tensor  # [B, C] float32 multi-hot
+    index: torch.Tensor  # [B] int64, the videos' indices in the store
+    mask: torch.Tensor | None = None  # [B, T] bool, True = a real frame (None: all real)
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+
+@dataclass
+class VideoSample:
+    features: np.ndarray  # [t, D]
+    targets: np.ndarray  # [C]
+    index: int
+
+
+def collate_videos(samples: Sequence[VideoSample]) -> VideoBatch:
+    return VideoBatch(
+        features=torch.from_numpy(np.stack([s.features for s in samples])).float(),
+        targets=torch.from_numpy(np.stack([s.targets for s in samples])),
+        index=torch.tensor([s.index for s in samples], dtype=torch.long),
+    )
+
+
+class VideoFeatureDataset(Dataset[VideoSample]):
+    """Videos of one split. ``clip_frames=None`` reads all frames in order (evaluation)."""
+
+    def __init__(self, store: FeatureStore, split: str, clip_frames: int | None = None) -> None:
+        self.store = store
+        self.split = split
+        self.indices = store.split(split)
+        self.clip_frames = clip_frames
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_rng"] = None  # each worker seeds its own
+        return state
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            info = torch.utils.data.get_worker_info()
+            # worker: base_seed + worker id (reproducible under seed_everything(workers=True));
+            # main process: drawn from torch's global generator, seeded by seed_everything
+            seed = info.seed if info is not None else int(torch.randint(2**62, ()).item())
+            self._rng = np.random.default_rng(seed)
+        return self._rng
+
+    def frame_indices(self) -> np.ndarray | None:
+        if self.clip_frames is None:
+            return None
+        return np.sort(self.rng.integers(0, self.store.frames, size=self.clip_frames))
+
+    def __getitem__(self, item: int) -> VideoSample:
+        i = int(self.indices[item])
+        x = self.store.read(i, self.frame_indices())
+        if not np.isfinite(x).all():
+            raise StoreError(f"{self.store.path}: video index {i} has NaN/Inf features")
+        y = np.zeros(self.store.num_classes, dtype=np.float32)
+        y[self.store.labels(i)] = 1.0
+        return VideoSample(features=x, targets=y, index=i)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the model side needs to know about the data, without touching the data code."""
+
+    name: str
+    num_classes: int
+    frames: int
+    dim: int
+    class_names: list[str]
+    class_counts: np.ndarray  # training counts
+    head_min: int
+    tail_max: int
+
+    @property
+    def groups(self) -> dict[str, np.ndarray]:
+        return group_masks(self.class_counts, head_min=self.head_min, tail_max=self.tail_max)
+
+
+SamplerFactory = Callable[[FeatureStore, np.ndarray], Sampler[int]]
+
+
+class VideoFeatureDataModule(L.LightningDataModule):
+    """Train/val/test loaders over one store (``path``) or the cached synthetic dataset.
+
+    ``synthetic``: a :class:`SyntheticSpec` as a dict; used when ``path`` is null, generated on
+    first use under ``data_dir``. ``expected_dim`` / ``expected_frames`` come from the
+    ``features`` config and are checked against the file. ``sampler``: an optional factory
+    ``(store, train_indices) -> Sampler`` (class-balanced sampling plugs in here).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: str | None = None,
+        synthetic: dict[str, Any] | None = None,
+        data_dir: str = "data",
+        expected_dim: int | None = None,
+        expected_frames: int | None = None,
+        clip_frames: int = 60,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        groups: dict[str, int] | None = None,
+        sampler: SamplerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        if path is None and synthetic is None:
+            raise ConfigError(f"dataset {name}: set dataset.path (a feature store) or "
+                              "dataset.synthetic")
+        self.name = name
+        self.path = path
+        self.synthetic = SyntheticSpec.from_dict(dict(synthetic)) if path is None else None
+        self.data_dir = data_dir
+        self.expected_dim = expected_dim
+        self.expected_frames = expected_frames
+        self.clip_frames = clip_frames
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        groups = dict(groups or {})
+        unknown = set(groups) - {"head_min", "tail_max"}
+        if unknown:
+            raise ConfigError(f"dataset.groups: unknown key(s) {sorted(unknown)} "
+                              "(use head_min, tail_max)")
+        self.head_min = int(groups.get("head_min", 500))
+        self.tail_max = int(groups.get("tail_max", 100))
+        self.sampler_factory = sampler
+        self._store: FeatureStore | None = None
+
+    # -- the store
+    def resolve_path(self) -> Path:
+        if self.synthetic is not None:
+            return Path(self.data_dir) / f"synthetic-{self.synthetic.key()}.h5"
+        path = Path(os.path.expandvars(os.path.expanduser(str(self.path))))
+        return path
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            ensure_synthetic(self.synthetic, self.data_dir)
+
+    @property
+    def store(self) -> FeatureStore:
+        if self._store is None:
+            self.prepare_data()
+            self._store = FeatureStore(self.resolve_path(), expected_dim=self.expected_dim,
+                                       expected_frames=self.expected_frames)
+            for split in ("train", "val", "test"):
+                if len(self._store.split(split)) == 0:
+                    raise StoreError(f"{self._store.path}: split {split!r} is empty")
+        return self._store
+
+    def info(self) -> DatasetInfo:
+        s = self.store
+        return DatasetInfo(name=self.name, num_classes=s.num_classes, frames=s.frames,
+                           dim=s.dim, class_names=list(s.class_names),
+                           class_counts=s.class_counts("train"), head_min=self.head_min,
+                           tail_max=self.tail_max)
+
+    def setup(self, stage: str | None = None) -> None:
+        store = self.store
+        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames)
+        self.val_set = VideoFeatureDataset(store, "val")
+        self.test_set = VideoFeatureDataset(store, "test")
+
+    # -- loaders
+    def _loader(self, dataset: VideoFeatureDataset, train: bool) -> DataLoader[VideoBatch]:
+        sampler = None
+        if train and self.sampler_factory is not None:
+            sampler = self.sampler_factory(dataset.store, dataset.indices)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_videos,
+        )
+
+    def train_dataloader(self) -> DataLoader[VideoBatch]:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader[VideoBatch]:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader[VideoBatch]:
+        return self._loader(self.test_set, train=False)

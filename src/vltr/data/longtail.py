@@ -1,0 +1,54 @@
+"""Long-tail tools: class-count profiles, head/medium/tail groups, imbalance statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+GROUP_NAMES = ("head", "medium", "tail")
+
+
+def group_masks(
+    class_counts: np.ndarray, head_min: int = 500, tail_max: int = 100
+) -> dict[str, np.ndarray]:
+    """Boolean class masks by training count: tail ``n <= tail_max``, head ``n > head_min``.
+
+    Medium is everything in between. The defaults are VideoLT's rule (tail n <= 100, medium
+    100 < n <= 500, head n > 500: 340 / 617 / 47 classes on VideoLT); datasets set their own
+    thresholds in their config (``dataset.groups``).
+    """
+    counts = np.asarray(class_counts)
+    if tail_max >= head_min:
+        raise ValueError(f"groups: tail_max ({tail_max}) must be below head_min ({head_min})")
+    tail = counts <= tail_max
+    head = counts > head_min
+    return {"head": head, "medium": ~head & ~tail, "tail": tail}
+
+
+def group_of_classes(class_counts: np.ndarray, head_min: int, tail_max: int) -> np.ndarray:
+    """The group name of each class, as a ``[C]`` array of strings."""
+    masks = group_masks(class_counts, head_min=head_min, tail_max=tail_max)
+    out = np.empty(len(class_counts), dtype=object)
+    for name in GROUP_NAMES:
+        out[masks[name]] = name
+    return out
+
+
+def exponential_profile(num_classes: int, n_max: int, imbalance_ratio: float) -> np.ndarray:
+    """Per-class counts ``n_r = int(n_max * mu^(r / (C - 1)))`` for ranks r = 0..C-1.
+
+    ``imbalance_ratio`` mu = n_min / n_max (e.g. 0.01); this is the exponential profile of the
+    long-tailed CIFAR / MiniKinetics recipes. Every class keeps at least one video.
+    """
+    if not 0 < imbalance_ratio <= 1:
+        raise ValueError(f"imbalance_ratio must be in (0, 1], got {imbalance_ratio}")
+    if num_classes < 1 or n_max < 1:
+        raise ValueError("num_classes and n_max must be positive")
+    r = np.arange(num_classes) / max(num_classes - 1, 1)
+    return np.maximum((n_max * imbalance_ratio**r).astype(np.int64), 1)
+
+
+def imbalance_ratio(class_counts: np.ndarray) -> float:
+    """n_min / n_max over classes that have at least one video."""
+    counts = np.asarray(class_counts)
+    counts = counts[counts > 0]
+    return float(counts.min() / counts.max()) if len(counts) else float("nan")

@@ -1,0 +1,115 @@
+"""Shared fixtures: tiny real stores, composed Hydra configs, subprocess runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from vltr.data.store import write_store
+from vltr.data.synthetic import SyntheticSpec, generate
+
+BIN = Path(sys.executable).parent
+
+# a synthetic dataset small enough for seconds-long end-to-end runs, still long-tailed
+TINY_SYNTH = dict(num_classes=10, n_max=60, imbalance_ratio=0.1, frames=24, dim=32,
+                  min_eval_per_class=4, latent_dim=16, backbone_hidden=64, signal=1.5)
+TINY_OVERRIDES = [
+    "features.dim=32",
+    "features.frames=24",
+    "dataset.synthetic.num_classes=10",
+    "dataset.synthetic.n_max=60",
+    "dataset.synthetic.imbalance_ratio=0.1",
+    "+dataset.synthetic.min_eval_per_class=4",
+    "+dataset.synthetic.latent_dim=16",
+    "+dataset.synthetic.backbone_hidden=64",
+    "+dataset.synthetic.signal=1.5",
+    "dataset.clip_frames=12",
+    "dataset.batch_size=32",
+    "dataset.num_workers=0",
+    "dataset.groups.head_min=30",
+    "dataset.groups.tail_max=10",
+    "aggregator.hidden_dim=64",
+    "trainer.max_epochs=4",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.rich_progress_bar",
+    "method.scheduler.milestones=[3]",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> SyntheticSpec:
+    return SyntheticSpec(**TINY_SYNTH)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_spec: SyntheticSpec) -> Path:
+    """A real synthetic store (read-only by convention: tests that damage files copy it)."""
+    return generate(tiny_spec, tmp_path_factory.mktemp("store") / "tiny.h5")
+
+
+def make_store(
+    path: Path,
+    n: int = 12,
+    t: int = 8,
+    d: int = 4,
+    c: int = 3,
+    seed: int = 0,
+    **kwargs: object,
+) -> tuple[Path, np.ndarray, list[list[int]]]:
+    """A small hand-made store; every class has training videos; returns (path, X, labels)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    labels = [[i % c] + ([(i + 1) % c] if i % 4 == 0 else []) for i in range(n)]
+    splits = {"train": np.arange(0, n // 2), "val": np.arange(n // 2, 3 * n // 4),
+              "test": np.arange(3 * n // 4, n)}
+    write_store(path, x, labels=labels, class_names=[f"c{k}" for k in range(c)], splits=splits,
+                **kwargs)
+    return path, x, labels
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
+    """Compose ``train`` (or ``eval``) like the CLI does, with Hydra's runtime config set."""
+
+    def _compose(*overrides: str, config_name: str = "train") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
+            cfg = compose(config_name=config_name, return_hydra_config=True,
+                          overrides=[f"paths.root_dir={tmp_path}", *overrides])
+            HydraConfig.instance().set_config(cfg)
+            out = tmp_path / "out"
+            out.mkdir(exist_ok=True)
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(out)
+                del cfg["hydra"]
+            return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this venv in a subprocess."""
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true",
+                "PYTHONWARNINGS": "ignore", **(env or {})}
+    exe = str(BIN / args[0])
+    return subprocess.run([exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
