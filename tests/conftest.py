@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 # a synthetic dataset small enough for seconds-long end-to-end runs, still long-tailed
 TINY_SYNTH = dict(num_classes=10, n_max=60, imbalance_ratio=0.1, frames=24, dim=32,
-                  min_eval_per_class=4, latent_dim=16, backbone_hidden=64, signal=1.5)
+                  min_eval_per_class=4, latent_dim=16, backbone_hidden=64)
 TINY_OVERRIDES = [
     "features.dim=32",
     "features.frames=24",
@@ -32,17 +32,17 @@ TINY_OVERRIDES = [
     "+dataset.synthetic.min_eval_per_class=4",
     "+dataset.synthetic.latent_dim=16",
     "+dataset.synthetic.backbone_hidden=64",
-    "+dataset.synthetic.signal=1.5",
     "dataset.clip_frames=12",
-    "dataset.batch_size=32",
+    "dataset.batch_size=16",
     "dataset.num_workers=0",
     "dataset.groups.head_min=30",
     "dataset.groups.tail_max=10",
     "aggregator.hidden_dim=64",
-    "trainer.max_epochs=4",
+    "trainer.max_epochs=12",
     "trainer.enable_progress_bar=false",
     "~callbacks.rich_progress_bar",
-    "method.scheduler.milestones=[3]",
+    "method.scheduler.milestones=[10]",
+    "method.optimizer.lr=3e-3",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Build the run's objects from config with Hydra ``instantiate`` (the only way objects are made)."""
+"""Build the run's objects from config with Hydra ``instantiate``: the one way objects are made."""
 
 from __future__ import annotations
 

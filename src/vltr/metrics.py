@@ -14,13 +14,16 @@ argsort over all samples per class (``bench/metrics.py`` measures it against skl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
 from vltr.data.longtail import group_masks
+
 
 def _to_numpy(x: np.ndarray | torch.Tensor, dtype: type) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -29,31 +32,50 @@ def _to_numpy(x: np.ndarray | torch.Tensor, dtype: type) -> np.ndarray:
 
 
 def average_precision(
-    scores: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor
+    scores: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    num_threads: int | None = None,
 ) -> np.ndarray:
-    """Per-class AP ``[C]`` for scores and multi-hot targets of shape ``[N, C]``."""
+    """Per-class AP ``[C]`` for scores and multi-hot targets of shape ``[N, C]``.
+
+    Classes are processed in blocks on ``num_threads`` threads (default: all cores); numpy's
+    sort releases the GIL, so the blocks run in parallel.
+    """
     s = _to_numpy(scores, np.float32)
     y = _to_numpy(targets, np.float32) > 0.5
     if s.shape != y.shape or s.ndim != 2:
         raise ValueError(f"scores {s.shape} and targets {y.shape} must both be [N, C]")
     n, c = s.shape
     ap = np.zeros(c, dtype=np.float64)
-    if n == 0:
+    if n == 0 or c == 0:
         return ap
-    # Column-wise work on contiguous rows of the transposes.
-    s_t = np.ascontiguousarray(s.T)
-    y_t = np.ascontiguousarray(y.T)
+    block = 32
+    starts = range(0, c, block)
+    threads = num_threads or os.cpu_count() or 1
+    if threads == 1 or c <= block:
+        for lo in starts:
+            _ap_block(s, y, lo, min(lo + block, c), ap)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda lo: _ap_block(s, y, lo, min(lo + block, c), ap), starts))
+    return ap
+
+
+def _ap_block(s: np.ndarray, y: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
+    """AP of classes ``lo:hi`` into ``out[lo:hi]``; works on contiguous rows of the transpose."""
+    s_t = np.ascontiguousarray(s[:, lo:hi].T)
+    y_t = np.ascontiguousarray(y[:, lo:hi].T)
     sorted_all = np.sort(s_t, axis=1)
-    for k in range(c):
+    n = s.shape[0]
+    for k in range(hi - lo):
         pos_scores = np.sort(s_t[k][y_t[k]])
         n_pos = len(pos_scores)
         if n_pos == 0:
-            continue
+            continue  # no positive: AP 0 (VideoLT's rule), and it stays in the mean
         # ranked at or above each positive: all samples and positives with score >= s_i
         n_ge = n - np.searchsorted(sorted_all[k], pos_scores, side="left")
         tp_ge = n_pos - np.searchsorted(pos_scores, pos_scores, side="left")
-        ap[k] = np.sum(tp_ge / n_ge) / n_pos
-    return ap
+        out[lo + k] = np.sum(tp_ge / n_ge) / n_pos
 
 
 def topk_accuracy(

@@ -8,6 +8,7 @@ the worker seed that Lightning's ``seed_everything(workers=True)`` makes reprodu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vltr.data.longtail import group_masks
-from vltr.data.store import FeatureStore
+from vltr.data.store import FeatureStore, all_finite
 from vltr.data.synthetic import SyntheticSpec, ensure_synthetic
 from vltr.errors import ConfigError, StoreError
 
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 class VideoBatch:
     """A batch of videos. Lightning moves dataclass batches to the device field by field."""
 
-    features: torch.Tensor  # [B, T, D] float32
+    # [B, T, D] in the store's dtype (float16 by default): half the bytes through worker shared
+    # memory and host->device copies; the LightningModule casts after the transfer
+    features: torch.Tensor
     targets: torch.Tensor  # [B, C] float32 multi-hot
     index: torch.Tensor  # [B] int64, the videos' indices in the store
     mask: torch.Tensor | None = None  # [B, T] bool, True = a real frame (None: all real)
@@ -48,9 +51,16 @@ class VideoSample:
     index: int
 
 
-def collate_videos(samples: Sequence[VideoSample]) -> VideoBatch:
+def collate_videos(samples: Sequence[VideoSample], source: str = "store") -> VideoBatch:
+    """Stack samples into a :class:`VideoBatch`; ``source`` names the file in errors."""
+    features = np.stack([s.features for s in samples])
+    # one vectorised check per batch; NaN/Inf would silently poison the loss and the metrics
+    if not all_finite(features):
+        bad = [s.index for s, f in zip(samples, features, strict=True) if not all_finite(f)]
+        raise StoreError(f"{source}: video index {bad[0]} has NaN/Inf features ({len(bad)} in "
+                         "this batch; run `vltr-data validate` on the store)")
     return VideoBatch(
-        features=torch.from_numpy(np.stack([s.features for s in samples])).float(),
+        features=torch.from_numpy(features),
         targets=torch.from_numpy(np.stack([s.targets for s in samples])),
         index=torch.tensor([s.index for s in samples], dtype=torch.long),
     )
@@ -92,8 +102,6 @@ class VideoFeatureDataset(Dataset[VideoSample]):
     def __getitem__(self, item: int) -> VideoSample:
         i = int(self.indices[item])
         x = self.store.read(i, self.frame_indices())
-        if not np.isfinite(x).all():
-            raise StoreError(f"{self.store.path}: video index {i} has NaN/Inf features")
         y = np.zeros(self.store.num_classes, dtype=np.float32)
         y[self.store.labels(i)] = 1.0
         return VideoSample(features=x, targets=y, index=i)
@@ -221,7 +229,7 @@ class VideoFeatureDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            collate_fn=collate_videos,
+            collate_fn=functools.partial(collate_videos, source=str(dataset.store.path)),
         )
 
     def train_dataloader(self) -> DataLoader[VideoBatch]:

@@ -47,7 +47,7 @@ class SyntheticSpec:
     n_max: int = 300
     imbalance_ratio: float = 0.01
     frames: int = 150
-    dim: int = 128
+    dim: int = 64
     val_fraction: float = 0.15
     test_fraction: float = 0.3
     min_eval_per_class: int = 6
@@ -57,7 +57,7 @@ class SyntheticSpec:
     latent_dim: int = 32
     num_superclasses: int = 8
     class_spread: float = 0.8
-    signal: float = 0.9
+    signal: float = 3.0
     scene_std: float = 1.0
     noise_std: float = 1.0
     backbone_hidden: int = 256

@@ -54,6 +54,12 @@ class VideoRecognitionModule(L.LightningModule):
         self.test_metrics = VideoLTMetrics(counts, head_min=head_min, tail_max=tail_max)
         self.per_class_ap: dict[str, np.ndarray] = {}
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # batches arrive in the store's dtype (float16): cast on the device, after the copy
+        if isinstance(batch, VideoBatch) and batch.features.dtype != torch.float32:
+            batch.features = batch.features.float()
+        return batch
+
     # -- model
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.classifier(self.aggregator(features, mask))

@@ -1,0 +1,117 @@
+"""End to end: vltr-train in a subprocess on tiny data, vltr-eval on its checkpoint, W&B offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vltr.data.store import FeatureStore
+from vltr.data.synthetic import SyntheticSpec
+from vltr.loggers import read_wandb_offline_run
+
+from conftest import TINY_OVERRIDES, TINY_SYNTH, run_cli
+
+pytestmark = pytest.mark.e2e
+GROUP_KEYS = {"mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"}
+
+
+def run_dir(root: Path, task: str = "train") -> Path:
+    runs = sorted((root / "logs" / task / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def chance_map(store: FeatureStore, split: str) -> float:
+    # AP of a random ranking is the positive rate of the class
+    idx = store.split(split)
+    return float((store.class_counts(split) / len(idx)).mean())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("train")
+    proc = run_cli(["vltr-train", f"paths.root_dir={root}", *TINY_OVERRIDES], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_dir(root)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "| test" in proc.stdout and "Head" in proc.stdout
+    return root, out, metrics
+
+
+def test_train_writes_metrics_that_beat_chance(trained: tuple[Path, Path, dict]) -> None:
+    root, out, metrics = trained
+    assert set(metrics["val"]) >= GROUP_KEYS and set(metrics["test"]) >= GROUP_KEYS
+    store = FeatureStore(next((root / "data").glob("synthetic-*.h5")))
+    assert store.num_classes == TINY_SYNTH["num_classes"]
+    for split in ("val", "test"):
+        chance = chance_map(store, split)
+        assert metrics[split]["mAP"] > 2 * chance, (split, metrics[split], chance)
+        assert metrics[split]["acc1"] > 2 / store.num_classes
+    assert metrics["selected_on"] == "val/mAP"
+    assert sum(metrics["groups"].values()) == store.num_classes
+
+
+def test_run_directory_contents(trained: tuple[Path, Path, dict]) -> None:
+    root, out, metrics = trained
+    assert (out / ".hydra" / "config.yaml").exists()
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert Path(metrics["best_ckpt"]).parent == out / "checkpoints"
+    rows = (out / "per_class_ap_test.csv").read_text().strip().splitlines()
+    assert rows[0] == "class_index,class_name,train_count,group,ap"
+    assert len(rows) == 1 + TINY_SYNTH["num_classes"]
+    ap = np.array([float(r.split(",")[-1]) for r in rows[1:]])
+    assert ap.mean() == pytest.approx(metrics["test"]["mAP"], abs=1e-5)
+    assert (out / "csv" / "metrics.csv").exists()
+    assert not list(root.glob("*.ckpt")) and not (root / "outputs").exists()
+
+
+def test_eval_reproduces_test_metrics(trained: tuple[Path, Path, dict]) -> None:
+    root, out, metrics = trained
+    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={metrics['best_ckpt']}",
+                    "trainer.enable_progress_bar=false"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((run_dir(root, "eval") / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for key in GROUP_KEYS:
+            assert evaluated[split][key] == pytest.approx(metrics[split][key], abs=1e-6), key
+
+
+def test_eval_missing_checkpoint_one_line(tmp_path: Path) -> None:
+    proc = run_cli(["vltr-eval", f"paths.root_dir={tmp_path}",
+                    f"ckpt_path={tmp_path}/nope.ckpt"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint")
+
+
+def test_wandb_offline_run_files_hold_group_metrics(tmp_path: Path) -> None:
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", *overrides,
+                    "trainer.max_epochs=2", "logger=wandb", "tags=[e2e]"],
+                   cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_dir(tmp_path)
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    run = read_wandb_offline_run(runs[0])
+    summary = run["summary"]
+    for split in ("val", "test"):
+        for key in ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"):
+            assert f"{split}/{key}" in summary, (split, key, sorted(summary))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert summary["test/mAP"] == pytest.approx(metrics["test"]["mAP"])
+    assert (out / "csv" / "metrics.csv").exists()  # the CSV copy stays on beside W&B
+    # per-epoch history holds the group metrics, and the composed config was logged
+    epochs_with_val = [h for h in run["history"] if "val/mAP_tail" in h]
+    assert len(epochs_with_val) >= 2
+    assert run["config"]["dataset"]["name"] == "synthetic"
+
+
+def test_tiny_spec_matches_overrides() -> None:
+    # the fixture spec and the CLI overrides describe the same dataset
+    spec = SyntheticSpec(**TINY_SYNTH)
+    assert f"features.dim={spec.dim}" in TINY_OVERRIDES
+    assert f"dataset.synthetic.num_classes={spec.num_classes}" in TINY_OVERRIDES
