@@ -115,3 +115,19 @@ def test_tiny_spec_matches_overrides() -> None:
     spec = SyntheticSpec(**TINY_SYNTH)
     assert f"features.dim={spec.dim}" in TINY_OVERRIDES
     assert f"dataset.synthetic.num_classes={spec.num_classes}" in TINY_OVERRIDES
+
+
+@pytest.mark.ddp
+def test_two_process_ddp_eval_equals_single_process(trained: tuple[Path, Path, dict]) -> None:
+    # gloo, 2 CPU processes: the DistributedSampler pads the shards; the metric gathers every
+    # rank's predictions and drops the padding, so the numbers equal one process exactly
+    root, out, metrics = trained
+    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={metrics['best_ckpt']}",
+                    "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",
+                    "trainer.enable_progress_bar=false", "hydra.run.dir=" + str(root / "ddp")],
+                   cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((root / "ddp" / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for key in GROUP_KEYS:
+            assert evaluated[split][key] == pytest.approx(metrics[split][key], abs=1e-6), key

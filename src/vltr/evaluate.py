@@ -23,6 +23,7 @@ from vltr.cli import format_table, user_errors
 from vltr.config import EvalSchema, validate_config
 from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
+from vltr.warnings_filter import quiet_known_warnings
 
 log = logging.getLogger("vltr.evaluate")
 
@@ -87,6 +88,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
     with user_errors("vltr-eval"):
         evaluate(cfg)
 

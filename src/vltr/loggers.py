@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import struct
@@ -9,7 +10,40 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class _AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, but it keeps a run's earlier rows.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it is created and forgets the
+    file's header. Both break a vltr run, whose fit, validate and test phases each create a
+    writer under ``ddp_spawn`` (and a resumed run creates a new one): the validate phase would
+    erase the training curves, or fail with "dict contains fields not in fieldnames".
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        self._fs.makedirs(self.log_dir, exist_ok=True)
+
+    def _record_new_keys(self) -> set[str]:
+        if not self.metrics_keys and self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys.extend(next(csv.reader(f), []))
+        return super()._record_new_keys()
+
+
+class RunCSVLogger(CSVLogger):
+    """:class:`CSVLogger` that appends to the run's ``metrics.csv`` instead of replacing it."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def wandb_has_credentials() -> bool:

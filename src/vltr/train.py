@@ -24,6 +24,7 @@ from vltr.cli import format_table, user_errors
 from vltr.config import validate_config
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
+from vltr.warnings_filter import quiet_known_warnings
 
 log = logging.getLogger("vltr.train")
 
@@ -105,6 +106,7 @@ def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    quiet_known_warnings()
     with user_errors("vltr-train"):
         result = train(cfg)
     # the value Hydra sweepers (optuna) optimise: the monitored val metric of the best checkpoint

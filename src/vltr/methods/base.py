@@ -54,15 +54,11 @@ class VideoRecognitionModule(L.LightningModule):
         self.test_metrics = VideoLTMetrics(counts, head_min=head_min, tail_max=tail_max)
         self.per_class_ap: dict[str, np.ndarray] = {}
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # batches arrive in the store's dtype (float16): cast on the device, after the copy
-        if isinstance(batch, VideoBatch) and batch.features.dtype != torch.float32:
-            batch.features = batch.features.float()
-        return batch
-
     # -- model
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classifier(self.aggregator(features, mask))
+        # batches arrive in the store's dtype (float16 by default): cast on the device, after
+        # the copy, so workers and host-to-device transfers move half the bytes
+        return self.classifier(self.aggregator(features.float(), mask))
 
     # -- hooks for methods
     def transform_batch(self, batch: VideoBatch) -> VideoBatch:
@@ -77,7 +73,7 @@ class VideoRecognitionModule(L.LightningModule):
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(self.transform_batch(batch))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch))
+                 batch_size=len(batch), sync_dist=True)
         return loss
 
     def _eval_step(self, batch: VideoBatch, stage: str) -> None:
@@ -91,7 +87,9 @@ class VideoRecognitionModule(L.LightningModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         # compute() gathers every rank's predictions and drops the sampler's padding duplicates
         result = metrics.compute()
-        self.log_dict({f"{stage}/{k}": v for k, v in result.items()}, prog_bar=False)
+        # identical on every rank already; sync_dist only averages equal values (and keeps
+        # Lightning from warning about epoch-level logging without it)
+        self.log_dict({f"{stage}/{k}": v for k, v in result.items()}, sync_dist=True)
         self.per_class_ap[stage] = metrics.per_class_ap
         metrics.reset()
 
