@@ -35,8 +35,11 @@ def test_every_group_option_composes(compose_cfg: Compose, group: str, option: s
 
 def test_experiment_presets_exist() -> None:
     assert "bce_nonlinear_synthetic_synthetic" in options("experiment")
-    assert {"bce_nonlinear_resnet50_videolt", "bce_nonlinear_resnet101_videolt"} <= set(
-        options("experiment"))
+    names = set(options("experiment"))
+    for strategy in ("bce", "focal", "ldam_drw", "eql", "cb_loss", "cbs", "mixup"):
+        for features in ("resnet50", "resnet101"):
+            assert f"{strategy}_nonlinear_{features}_videolt" in names
+            assert f"{strategy}_move-dual_{features}_videolt" in names
 
 
 @pytest.mark.parametrize("name", options("experiment"))
@@ -54,7 +57,27 @@ def test_paper_preset_uses_videolt_hyperparameters(compose_cfg: Compose) -> None
     assert cfg.method.optimizer.lr == pytest.approx(1e-4)
     assert cfg.trainer.max_epochs == 100 and cfg.dataset.batch_size == 128
     assert cfg.dataset.clip_frames == 60 and cfg.aggregator.hidden_dim == 2048
+    assert list(cfg.method.scheduler.milestones) == [30, 60]
+    assert cfg.trainer.gradient_clip_val == 20.0
     assert cfg.dataset.groups == {"head_min": 500, "tail_max": 100}
+    move = compose_cfg("experiment=bce_move-dual_resnet50_videolt")
+    assert move.method.optimizer.lr == pytest.approx(1e-3)
+    assert list(move.method.scheduler.milestones) == [50]
+    assert move.aggregator._target_.endswith("MoveDualAggregator")
+
+
+def test_committed_presets_match_generator() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_presets.py"
+    spec = importlib.util.spec_from_file_location("make_presets", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.presets().items():
+        committed = CONF.joinpath("experiment", f"{name}.yaml")
+        assert committed.is_file(), f"{name}: run scripts/make_presets.py"
+        assert committed.read_text() == text, f"{name}: run scripts/make_presets.py"
 
 
 def test_eval_config_composes(compose_cfg: Compose) -> None:
@@ -109,3 +132,10 @@ def test_cli_missing_store_one_line_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"vltr-train: error: {tmp_path}/nowhere/videolt-resnet101.h5: no such feature store")
+
+
+def test_drw_epoch_scales_with_run_length(compose_cfg: Compose) -> None:
+    cfg = compose_cfg("experiment=ldam_drw_nonlinear_resnet101_videolt")
+    assert cfg.strategy.loss.drw_epoch == 50  # VideoLT: epoch 50 of 100
+    cfg = compose_cfg("experiment=bce_nonlinear_synthetic_synthetic", "strategy=ldam_drw")
+    assert cfg.strategy.loss.drw_epoch == 20

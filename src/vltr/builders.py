@@ -12,15 +12,20 @@ from vltr.data.datamodule import DatasetInfo, VideoFeatureDataModule
 
 
 def build_datamodule(cfg: DictConfig) -> VideoFeatureDataModule:
-    return instantiate(cfg.dataset, _convert_="all")
+    """The dataset's DataModule, with the strategy's training sampler (CBS/SRS) if it has one."""
+    sampler = cfg.strategy.get("sampler") if cfg.get("strategy") is not None else None
+    extra = {"sampler": instantiate(sampler)} if sampler is not None else {}
+    return instantiate(cfg.dataset, _convert_="all", **extra)
 
 
 def build_module(cfg: DictConfig, info: DatasetInfo) -> L.LightningModule:
     """The method's LightningModule around the chosen aggregator and the strategy's loss."""
     aggregator = instantiate(cfg.aggregator, input_dim=info.dim)
     loss = instantiate(cfg.strategy.loss, class_counts=info.class_counts.tolist())
+    transform = cfg.strategy.get("batch_transform")
     return instantiate(
         cfg.method,
+        batch_transform=instantiate(transform) if transform is not None else None,
         aggregator=aggregator,
         num_classes=info.num_classes,
         loss=loss,

@@ -45,6 +45,15 @@ class FeaturesSchema:
 
 
 @dataclass
+class StrategySchema:
+    """A strategy: its loss, and optionally a training sampler and a batch transform."""
+
+    loss: Any = None
+    sampler: Any = None
+    batch_transform: Any = None
+
+
+@dataclass
 class TrainSchema:
     task_name: str = "train"
     run_name: str = "run"
@@ -57,7 +66,7 @@ class TrainSchema:
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     dataset: Any = None
     aggregator: Any = None
-    strategy: Any = None
+    strategy: StrategySchema = field(default_factory=StrategySchema)
     method: Any = None
     trainer: Any = None
     logger: Any = None

@@ -9,6 +9,7 @@ optimiser and scheduler from config) stays here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -40,6 +41,7 @@ class VideoRecognitionModule(L.LightningModule):
         head_min: int = 500,
         tail_max: int = 100,
         scheduler: SchedulerFactory | None = None,
+        batch_transform: Any | None = None,
     ) -> None:
         super().__init__()
         self.aggregator = aggregator
@@ -47,6 +49,9 @@ class VideoRecognitionModule(L.LightningModule):
         self.loss_fn = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # a strategy's training-time mixing (e.g. FeatureMixup); level "frames" mixes the input
+        # frames, level "embedding" the aggregated video embeddings
+        self.batch_transform = batch_transform
         counts = np.asarray(class_counts)
         self.register_buffer("class_counts", torch.as_tensor(counts, dtype=torch.long),
                              persistent=False)
@@ -62,12 +67,30 @@ class VideoRecognitionModule(L.LightningModule):
 
     # -- hooks for methods
     def transform_batch(self, batch: VideoBatch) -> VideoBatch:
-        """Training-time batch transform (mixup, FrameStack, ...). Identity here."""
-        return batch
+        """Training-time batch transform before the model: frame-level mixing, or what a method
+        (FrameStack, MOVE) overrides it with."""
+        mixer = self.batch_transform
+        if mixer is None or getattr(mixer, "level", "frames") != "frames":
+            return batch
+        if batch.mask is not None:
+            raise ValueError("frame-level mixing of masked batches is not defined")
+        features, targets = mixer.mix(batch.features.float(), batch.targets)
+        return replace(batch, features=features, targets=targets)
 
     def training_loss(self, batch: VideoBatch) -> torch.Tensor:
+        mixer = self.batch_transform
+        if mixer is not None and getattr(mixer, "level", "frames") == "embedding":
+            embedding = self.aggregator(batch.features.float(), batch.mask)
+            embedding, targets = mixer.mix(embedding, batch.targets)
+            return self.loss_fn(self.classifier(embedding), targets)
         logits = self(batch.features, batch.mask)
         return self.loss_fn(logits, batch.targets)
+
+    def on_train_epoch_start(self) -> None:
+        # losses that change over training (LDAM's deferred re-weighting) follow the epoch
+        set_epoch = getattr(self.loss_fn, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.current_epoch)
 
     # -- loops
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor:

@@ -15,8 +15,10 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over dim 1 of ``[B, T, H]``, counting only frames where ``mask`` is True."""
     if mask is None:
         return x.mean(dim=1)
-    w = mask.to(x.dtype).unsqueeze(-1)
-    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+    keep = mask.unsqueeze(-1)
+    # where, not multiply: 0 * inf = NaN would let non-finite padding leak into the mean
+    total = torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=1)
+    return total / keep.sum(dim=1).clamp_min(1).to(x.dtype)
 
 
 class NonLinearFrameAggregator(nn.Module):
