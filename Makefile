@@ -31,6 +31,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/aggregators.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

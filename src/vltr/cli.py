@@ -26,6 +26,21 @@ def _user_error(e: BaseException) -> VltrError | None:
     return None
 
 
+def one_line(err: BaseException) -> str:
+    """The user-facing message of ``err`` on one line.
+
+    An error raised in a DataLoader worker comes back re-raised with the worker's traceback in
+    its message ("Caught StoreError in DataLoader worker process 0 ... Original Traceback");
+    the last line of that holds the original message.
+    """
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        prefix = f"{type(err).__module__}.{type(err).__name__}: "
+        text = last[len(prefix):] if last.startswith(prefix) else last
+    return " ".join(text.split())
+
+
 @contextlib.contextmanager
 def user_errors(prog: str) -> Iterator[None]:
     """Turn a :class:`VltrError` (also inside Hydra's InstantiationException) into one line on
@@ -36,7 +51,7 @@ def user_errors(prog: str) -> Iterator[None]:
         err = _user_error(e)
         if err is None:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

@@ -275,6 +275,15 @@ class FeatureStore:
                 f"{self.path}: /label_indptr has {len(self.label_indptr)} entries for "
                 f"{self.num_videos} videos"
             )
+        if len(self.label_indices) and (self.label_indices.min() < 0
+                                        or self.label_indices.max() >= self.num_classes):
+            bad = np.flatnonzero((self.label_indices < 0)
+                                 | (self.label_indices >= self.num_classes))[0]
+            video = int(np.searchsorted(self.label_indptr, bad, side="right") - 1)
+            raise StoreError(
+                f"{self.path}: label {int(self.label_indices[bad])} of video index {video} is "
+                f"outside [0, {self.num_classes})"
+            )
         self.splits = {
             name: f["splits"][name][()].astype(np.int64)
             for name in (f["splits"].keys() if "splits" in f else [])
