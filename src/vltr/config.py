@@ -62,6 +62,9 @@ class TrainSchema:
     ckpt_path: str | None = None
     test: bool = True
     monitor: str = "val/mAP"
+    stages: Any = None
+    start_stage: int = 1
+    init_ckpt: str | None = None
     paths: PathsSchema = field(default_factory=PathsSchema)
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     dataset: Any = None

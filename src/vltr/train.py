@@ -14,14 +14,16 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
 from vltr.cli import format_table, user_errors
 from vltr.config import validate_config
+from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
 from vltr.warnings_filter import quiet_known_warnings
@@ -30,14 +32,50 @@ log = logging.getLogger("vltr.train")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job; return ``{"val": {...}, "test": {...}, "best_ckpt": path}``."""
-    validate_config(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
+    """Run one training job; return ``{"val": {...}, "test": {...}, "best_ckpt": path}``.
 
+    With ``stages`` (a list of config overrides, e.g. MEID's two stages) the stages run in order
+    in ``<output>/stage<k>/``; stage k+1 starts from stage k's best-on-val weights, and the
+    last stage's result is the run's result. ``start_stage`` skips earlier stages, starting
+    from the weights in ``init_ckpt`` (e.g. a stage-1 checkpoint).
+    """
+    validate_config(cfg)
+    stages = cfg.get("stages")
+    output_dir = Path(cfg.paths.output_dir)
+    if not stages:
+        return _train_stage(cfg, output_dir, cfg.get("init_ckpt"))
+    start = int(cfg.get("start_stage", 1))
+    if not 1 <= start <= len(stages):
+        raise ConfigError(f"start_stage={start}: the method has stages 1..{len(stages)}")
+    if start > 1 and not cfg.get("init_ckpt"):
+        raise ConfigError(f"start_stage={start} needs init_ckpt=<checkpoint of stage {start - 1}>")
+    init, result, per_stage = cfg.get("init_ckpt"), {}, {}
+    for k, overrides in enumerate(stages, start=1):
+        if k < start:
+            continue
+        stage_dir = output_dir / f"stage{k}"
+        stage_cfg = OmegaConf.merge(cfg, overrides)
+        with open_dict(stage_cfg):
+            stage_cfg.stages = None
+            stage_cfg.paths.output_dir = str(stage_dir)
+        log.info("stage %d of %d (from %s) -> %s", k, len(stages), init or "scratch", stage_dir)
+        result = _train_stage(stage_cfg, stage_dir, init)
+        per_stage[f"stage{k}"] = {"val": result["val"], "test": result["test"],
+                                  "best_ckpt": result["best_ckpt"]}
+        init = result["best_ckpt"]
+    if rank_zero_only.rank == 0:
+        write_json_atomic(output_dir / "metrics.json", {**_summary(cfg, result),
+                                                         "stages": per_stage})
+    return result
+
+
+def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     info = datamodule.info()
     model = build_module(cfg, info)
+    if init_ckpt:
+        _load_weights(model, init_ckpt)
 
     loggers = build_loggers(cfg.get("logger"))
     callbacks = build_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
@@ -49,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        result: dict[str, Any] = {"best_ckpt": None, "val": {}, "test": {}}
+        result: dict[str, Any] = {"best_ckpt": None, "val": {}, "test": {}, "info": info}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
         if best is None:
@@ -66,6 +104,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_wandb()
 
 
+def _load_weights(model: L.LightningModule, path: str) -> None:
+    """Initialise ``model`` from a checkpoint's weights (non-strict: a later stage may add
+    modules); the keys that matched are logged, a checkpoint that matches nothing is an error."""
+    if not Path(path).is_file():
+        raise StoreError(f"{path}: no such checkpoint (init_ckpt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    result = model.load_state_dict(state, strict=False)
+    loaded = len(state) - len(result.unexpected_keys)
+    if loaded == 0:
+        raise ConfigError(f"{path}: no weight of this checkpoint fits the model (init_ckpt)")
+    log.info("initialised %d tensors from %s (%d new in this model)", loaded, path,
+             len(result.missing_keys))
+
+
 def _only(results: list[dict[str, float]], prefix: str) -> dict[str, float]:
     merged: dict[str, float] = {}
     for r in results:
@@ -79,11 +131,11 @@ def _flat_hparams(resolved: dict[str, Any]) -> dict[str, Any]:
     return {k: resolved[k] for k in keep if k in resolved}
 
 
-@rank_zero_only
-def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]) -> None:
+def _summary(cfg: DictConfig, result: dict[str, Any]) -> dict[str, Any]:
+    info = result["info"]
     counts = info.class_counts
     groups = {name: int(mask.sum()) for name, mask in info.groups.items()}
-    payload = {
+    return {
         "run_name": cfg.get("run_name"),
         "dataset": info.name,
         "num_classes": info.num_classes,
@@ -95,6 +147,12 @@ def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]
         "val": result["val"],
         "test": result["test"],
     }
+
+
+@rank_zero_only
+def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]) -> None:
+    payload = _summary(cfg, result)
+    groups = payload["groups"]
     write_json_atomic(output_dir / "metrics.json", payload)
     if result["val"] or result["test"]:
         table = format_table({k: result[k] for k in ("val", "test") if result[k]})
