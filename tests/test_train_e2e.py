@@ -131,3 +131,19 @@ def test_two_process_ddp_eval_equals_single_process(trained: tuple[Path, Path, d
     for split in ("val", "test"):
         for key in GROUP_KEYS:
             assert evaluated[split][key] == pytest.approx(metrics[split][key], abs=1e-6), key
+
+
+def test_multirun_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs",
+                                                               "dataset.batch_size"))]
+    proc = run_cli(["vltr-train", "-m", f"paths.root_dir={tmp_path}", *overrides,
+                    "trainer.max_epochs=1", "logger=none", "dataset.batch_size=abc,16",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = json.loads((tmp_path / "sweep" / "0" / "failed.json").read_text())
+    assert failed["error"] == "ConfigError: dataset.batch_size: expected int, got 'abc'"
+    assert "dataset.batch_size=abc" in failed["overrides"]
+    done = json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())
+    assert set(done["test"]) >= GROUP_KEYS
+    assert (tmp_path / "sweep" / "1" / ".hydra" / "config.yaml").exists()
+    assert (tmp_path / "sweep" / "1" / "per_class_ap_test.csv").exists()

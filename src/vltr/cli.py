@@ -15,7 +15,8 @@ from vltr.errors import VltrError
 log = logging.getLogger("vltr")
 
 
-def _user_error(e: BaseException) -> VltrError | None:
+def find_user_error(e: BaseException) -> VltrError | None:
+    """The :class:`VltrError` behind ``e`` (``e`` itself or one it was raised from), if any."""
     # Hydra wraps exceptions raised inside instantiate(); find ours in the chain.
     seen = 0
     while e is not None and seen < 10:
@@ -48,7 +49,7 @@ def user_errors(prog: str) -> Iterator[None]:
     try:
         yield
     except (VltrError, InstantiationException) as e:
-        err = _user_error(e)
+        err = find_user_error(e)
         if err is None:
             raise
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)

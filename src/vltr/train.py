@@ -15,13 +15,15 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
-from vltr.cli import format_table, user_errors
+from vltr.cli import find_user_error, format_table, one_line, user_errors
 from vltr.config import validate_config
 from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
@@ -162,11 +164,31 @@ def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]
               f"outputs: {output_dir}", flush=True)
 
 
+# what a failed sweep member returns to a sweeper: the worst possible mAP, so an Optuna study
+# records the trial as bad instead of stopping
+FAILED_VALUE = 0.0
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
-    with user_errors("vltr-train"):
-        result = train(cfg)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        with user_errors("vltr-train"):
+            result = train(cfg)
+    else:
+        # in a sweep, one failing job is logged (and recorded in its directory); the others go on
+        try:
+            result = train(cfg)
+        except Exception as e:
+            user = find_user_error(e)  # bad input: its one line; anything else: a traceback
+            reason = one_line(user or e)
+            log.error("job %s failed: %s", HydraConfig.get().job.num, reason,
+                      exc_info=user is None)
+            finish_wandb()
+            write_json_atomic(Path(cfg.paths.output_dir) / "failed.json",
+                              {"error": f"{type(e).__name__}: {reason}",
+                               "overrides": list(HydraConfig.get().overrides.task)})
+            return FAILED_VALUE
     # the value Hydra sweepers (optuna) optimise: the monitored val metric of the best checkpoint
     monitor = str(cfg.get("monitor", "val/mAP"))
     return result["val"].get(monitor.split("/", 1)[-1])
