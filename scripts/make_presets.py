@@ -61,10 +61,25 @@ def preset(strategy: str, aggregator: str, features: str, schedule: dict, source
     )
 
 
+# the methods' own rows: FrameStack (VideoLT Tables 1-2, non-linear and NetVLAD, its released
+# script's schedule) and MOVE (MOVE Table 1, move_dual, the paper's schedule)
+METHOD_ROWS = [
+    ("framestack", "nonlinear", VIDEOLT, "VideoLT Table 1/2 FrameStack (non-linear)"),
+    ("framestack", "netvlad", VIDEOLT, "VideoLT Table 2 FrameStack (NetVLAD, MOVE eq. 2-3)"),
+    ("framestack", "netvlad_gated", VIDEOLT, "VideoLT Table 2 FrameStack (NetVLAD, released "
+                                             "gated variant)"),
+    ("move", "move_dual", MOVE, "MOVE Table 1 (MOVE)"),
+]
+
+
 def presets() -> dict[str, str]:
     out = {}
     for features, aggregator, schedule, source in GRID:
         for strategy in STRATEGIES:
+            name = f"{strategy}_{aggregator.replace('_', '-')}_{features}_videolt"
+            out[name] = preset(strategy, aggregator, features, schedule, source)
+    for strategy, aggregator, schedule, source in METHOD_ROWS:
+        for features in ("resnet50", "resnet101", "tsm_r50"):
             name = f"{strategy}_{aggregator.replace('_', '-')}_{features}_videolt"
             out[name] = preset(strategy, aggregator, features, schedule, source)
     return out
