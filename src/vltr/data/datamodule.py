@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vltr.data.longtail import group_masks
+from vltr.data.longtail import group_masks, imbalanced_subset
 from vltr.data.store import FeatureStore, all_finite
 from vltr.data.synthetic import SyntheticSpec, ensure_synthetic
 from vltr.errors import ConfigError, StoreError
@@ -135,6 +135,13 @@ class VideoFeatureDataModule(L.LightningDataModule):
     first use under ``data_dir``. ``expected_dim`` / ``expected_frames`` come from the
     ``features`` config and are checked against the file. ``sampler``: an optional factory
     ``(store, train_indices) -> Sampler`` (class-balanced sampling plugs in here).
+
+    ``imbalance_ratio``: restrict the train split to the long-tailed subset of
+    :func:`~vltr.data.longtail.imbalanced_subset` (the Imbalanced-MiniKinetics200 recipe; the
+    first label of a multi-label video is its class; ``n_max`` is the store's
+    ``imbalance_n_max`` attribute when it has one, else the largest class count). Applied once
+    when the store is opened, so class counts, groups, the train set and samplers all see the
+    subset; val and test are untouched.
     """
 
     def __init__(
@@ -153,6 +160,7 @@ class VideoFeatureDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         groups: dict[str, int] | None = None,
         sampler: SamplerFactory | None = None,
+        imbalance_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if path is None and synthetic is None:
@@ -178,6 +186,10 @@ class VideoFeatureDataModule(L.LightningDataModule):
         self.head_min = int(groups.get("head_min", 500))
         self.tail_max = int(groups.get("tail_max", 100))
         self.sampler_factory = sampler
+        if imbalance_ratio is not None and not 0 < imbalance_ratio <= 1:
+            raise ConfigError(f"dataset.imbalance_ratio must be in (0, 1] or null, "
+                              f"got {imbalance_ratio}")
+        self.imbalance_ratio = imbalance_ratio
         self._store: FeatureStore | None = None
 
     # -- the store
@@ -200,7 +212,23 @@ class VideoFeatureDataModule(L.LightningDataModule):
             for split in ("train", "val", "test"):
                 if len(self._store.split(split)) == 0:
                     raise StoreError(f"{self._store.path}: split {split!r} is empty")
+            if self.imbalance_ratio is not None:
+                self._restrict_train(self._store)
         return self._store
+
+    def _restrict_train(self, store: FeatureStore) -> None:
+        # replaces the in-memory train split of this DataModule's own reader (the file is
+        # untouched); everything downstream reads store.split("train")
+        train = store.split("train")
+        if np.any(np.diff(store.label_indptr)[train] == 0):
+            raise StoreError(f"{store.path}: dataset.imbalance_ratio needs a label on every "
+                             "training video")
+        first = store.label_indices[store.label_indptr[train]]
+        n_max = store.attrs.get("imbalance_n_max")
+        store.splits["train"] = imbalanced_subset(
+            train, first, self.imbalance_ratio, None if n_max is None else int(n_max))
+        log.info("%s: imbalance_ratio=%s keeps %d of %d training videos", self.name,
+                 self.imbalance_ratio, len(store.splits["train"]), len(train))
 
     def info(self) -> DatasetInfo:
         s = self.store

@@ -52,3 +52,47 @@ def imbalance_ratio(class_counts: np.ndarray) -> float:
     counts = np.asarray(class_counts)
     counts = counts[counts > 0]
     return float(counts.min() / counts.max()) if len(counts) else float("nan")
+
+
+def imbalanced_subset(
+    train_indices: np.ndarray,
+    primary_labels: np.ndarray,
+    ratio: float,
+    n_max: int | None = None,
+) -> np.ndarray:
+    """The long-tailed subset of a training split: the Imbalanced-MiniKinetics200 recipe (MOVE).
+
+    ``train_indices`` are the split's store indices in list order, ``primary_labels`` the class of
+    each (same length; for multi-label stores the first label of each video). Classes that have
+    training videos are ranked by descending count, ties broken by ascending class index (the
+    released MOVE code ranks with an unstable ``argsort()[::-1]``, so its tie order is not
+    defined); the class of rank r keeps its FIRST ``n_r = int(n_max * ratio^(r / (K - 1)))``
+    videos in index order, or all of them when it has fewer. ``n_max`` defaults to the largest
+    class count; K is the number of classes with training videos. Every class keeps at least one
+    video (``n_r`` is floored at 1, as in :func:`exponential_profile`; only matters when
+    ``n_max * ratio < 1``). Returns the kept store indices, sorted.
+    """
+    idx = np.asarray(train_indices, dtype=np.int64)
+    labels = np.asarray(primary_labels, dtype=np.int64)
+    if idx.shape != labels.shape or idx.ndim != 1:
+        raise ValueError("train_indices and primary_labels must be 1-D arrays of the same length")
+    if not 0 < ratio <= 1:
+        raise ValueError(f"imbalance ratio must be in (0, 1], got {ratio}")
+    if len(idx) == 0:
+        return idx
+    order = np.argsort(idx, kind="stable")  # list (index) order
+    idx, labels = idx[order], labels[order]
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    # rank: descending count, ties by ascending class index (lexsort: last key is primary)
+    ranked = present[np.lexsort((present, -counts[present]))]
+    top = int(counts.max()) if n_max is None else int(n_max)
+    target = exponential_profile(len(ranked), top, ratio)
+    keep_per_class = np.zeros(len(counts), dtype=np.int64)
+    keep_per_class[ranked] = np.minimum(target, counts[ranked])
+    # position of each video among its class's videos, in index order
+    by_class = np.argsort(labels, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.empty(len(labels), dtype=np.int64)
+    position[by_class] = np.arange(len(labels)) - starts[labels[by_class]]
+    return idx[position < keep_per_class[labels]]
