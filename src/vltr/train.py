@@ -56,7 +56,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if k < start:
             continue
         stage_dir = output_dir / f"stage{k}"
-        stage_cfg = OmegaConf.merge(cfg, overrides)
+        # a stage may add keys the composed config lacks (e.g. a sampler): merge unlocked
+        base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        stage_cfg = OmegaConf.merge(base, overrides)
+        OmegaConf.set_struct(stage_cfg, True)
         with open_dict(stage_cfg):
             stage_cfg.stages = None
             stage_cfg.paths.output_dir = str(stage_dir)
