@@ -1,0 +1,391 @@
+"""MEDC: Multi-Experts Distribution Calibration (Hu, Gao and Xu, IEEE TMM), §III-IV.
+
+Architecture (:mod:`vltr.models.medc`): the shared frame encoder, then ``K`` experts (default
+three: long-tailed, uniform, inverse-long-tailed), each with its own frame MLP, mean head
+(eq. 2), temporal-attention variance (eq. 4), reparameterised embedding ``z = mu + eps sigma``
+(eq. 5) and classifier (eq. 6). Inference uses ``z = mu``; :meth:`MEDCModule.forward` returns
+``logit(mean_k sigmoid(logits_k))`` (the experts' probabilities averaged, §III-D) so the base
+class's metrics work unchanged; :meth:`MEDCModule.expert_logits` gives every expert's own
+``[K, B, C]`` logits.
+
+Training loss (eq. 8), every term summed over the experts::
+
+    L = l_mu * sum_k L_mu^k + l_cls * sum_k L_cls^k + l_sigma * sum_k L_sigma^k
+
+with ``(l_mu, l_cls, l_sigma) = (lambda_mu, lambda_cls, lambda_sigma) / their sum`` (the paper:
+"lambda is normalized before aggregation, lambda_1 + lambda_2 + lambda_3 = 1").
+
+* ``L_mu`` (eq. 3, the sorting loss) on each expert's means, :func:`sorting_loss`;
+* ``L_cls`` (eq. 6) per expert, sigmoid BCE on ``psi_k(z)`` averaged over classes, each video
+  weighted so that the expert sees its class distribution, :func:`weighted_bce`;
+* ``L_sigma`` (eq. 7, the region loss) pulls ``sigma^2`` to per-class targets ``gamma_k``,
+  :func:`region_loss`, :func:`region_targets`.
+
+How each expert sees its class distribution (long-tailed: natural; uniform: 1/C; inverse:
+reversed label frequencies). The paper re-samples ("uniform expert take input data by uniform
+sampling"); one batch feeds all three experts, and three samplers would need three loaders and
+three forward passes of the shared encoder. vltr re-weights instead, with the weights that make
+the loss equal *in expectation* to the loss on a re-sampled batch: class-aware sampling with
+class distribution ``p`` (a class with probability ``p_c``, then one of its videos, as vltr's
+CBS/SRS samplers) draws video ``i`` with probability ``sum_{c in y_i} p_c / n_c``; relative to
+instance sampling that is a per-video importance weight built from the per-class weights
+``w_c = p_c / omega_c`` (``omega_c = n_c / sum n``, the paper's label frequency). The weight
+multiplies the video's whole BCE (positive and negative terms of every class), as re-sampling
+does. Per-class weights on the BCE columns (as CB loss) would not do: a scalar per column leaves
+each column's optimum, hence each expert's predictions, unchanged; re-sampling (and per-video
+weights) change the class priors each expert learns, which is what makes the experts differ.
+See :func:`sample_weights` for multi-label videos.
+
+Only the strategy loss ``strategy=bce`` composes with MEDC (each expert's re-weighted BCE is
+MEDC's eq. 6; the strategy's loss object is used for val/test ``loss`` logging only); strategy
+batch transforms (mixup) are refused. Training samplers (``strategy=cbs``/``srs``) are not
+detectable here: with one, the "natural" distribution the weights assume is no longer the
+batches' (don't).
+
+The shared ``aggregator``: MEDC's shared backbone is the aggregator's per-frame encoder
+(``aggregator.frame_mlp``, output width ``aggregator.output_dim``), i.e. ``aggregator=nonlinear``
+(VideoLT's per-frame Linear-ReLU-Dropout); its temporal mean is not used (each expert pools its
+own frames). Aggregators without a per-frame encoder are refused. The base class's linear
+classifier is deleted (every parameter of the module gets a gradient every step, as DDP's
+``find_unused_parameters=False`` needs).
+
+Readings the paper leaves open are listed in ``docs/methods/medc.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vltr.data.datamodule import VideoBatch
+from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
+from vltr.models.medc import MEDCExperts, MEDCOutput, mean_sigmoid_logits
+from vltr.strategies.losses import BinaryCrossEntropy
+
+EXPERTS = ("long_tailed", "uniform", "inverse")
+INVERSE_PRIORS = ("reversed", "reciprocal")
+
+
+# -- class distributions, weights and region targets (float64 arithmetic, [C] results) -------
+
+
+def label_frequencies(class_counts: Sequence[int]) -> torch.Tensor:
+    """``omega_c = n_c / sum_c n_c`` (§III-C), float64 ``[C]``.
+
+    ``n_c`` is clamped to ``>= 1``: a class without training videos counts as the rarest
+    possible (finite weights, the largest), as the re-weighting losses do.
+    """
+    counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
+    if counts.ndim != 1 or counts.numel() == 0:
+        raise ValueError("MEDC: class_counts must be a non-empty 1-D sequence")
+    if bool((counts < 0).any()):
+        raise ValueError("MEDC: class_counts must be non-negative")
+    counts = counts.clamp(min=1.0)
+    return counts / counts.sum()
+
+
+def reversed_frequencies(freq: torch.Tensor) -> torch.Tensor:
+    """``resort(omega)`` (§III-C): the frequencies in reversed order of size.
+
+    The most frequent class gets the smallest frequency, the second most frequent the second
+    smallest, and so on (the sum is unchanged). Tied classes get the mean of the values their
+    ranks receive, so equally frequent classes are treated alike whatever the sort order.
+    For an exponential count profile (``n_c ∝ r^c``) this is exactly ``∝ 1 / n_c``.
+    """
+    order = torch.argsort(freq, stable=True)
+    out = torch.empty_like(freq)
+    out[order] = freq[order.flip(0)]
+    values, group = torch.unique(freq, return_inverse=True)
+    sums = torch.zeros(len(values), dtype=freq.dtype).index_add(0, group, out)
+    return (sums / torch.bincount(group, minlength=len(values)).to(freq.dtype))[group]
+
+
+def _check_expert(expert: str, inverse_prior: str) -> None:
+    if expert not in EXPERTS:
+        raise ValueError(f"MEDC: unknown expert {expert!r}; choose from {EXPERTS}")
+    if inverse_prior not in INVERSE_PRIORS:
+        raise ValueError(f"MEDC: inverse_prior must be one of {INVERSE_PRIORS}, got "
+                         f"{inverse_prior!r}")
+
+
+def expert_distribution(expert: str, class_counts: Sequence[int],
+                        inverse_prior: str = "reversed") -> torch.Tensor:
+    """The class distribution expert ``expert`` trains on, float64 ``[C]`` summing to 1.
+
+    ``long_tailed``: ``omega`` (natural); ``uniform``: ``1 / C``; ``inverse``: the reversed
+    frequencies ``resort(omega)`` (``inverse_prior="reversed"``, the paper's definition) or
+    ``∝ 1 / n_c`` (``"reciprocal"``, the paper's other sentence; the two agree for exponential
+    profiles).
+    """
+    _check_expert(expert, inverse_prior)
+    freq = label_frequencies(class_counts)
+    if expert == "long_tailed":
+        return freq
+    if expert == "uniform":
+        return torch.full_like(freq, 1.0 / freq.numel())
+    if inverse_prior == "reversed":
+        return reversed_frequencies(freq)
+    inv = 1.0 / freq
+    return inv / inv.sum()
+
+
+def expert_class_weights(expert: str, class_counts: Sequence[int],
+                         inverse_prior: str = "reversed") -> torch.Tensor:
+    """``w_c = p_c / omega_c``, float32 ``[C]``: the importance weight of a class-``c`` label
+    under the expert's distribution ``p``; ``sum_c omega_c w_c = 1`` (the loss keeps its scale
+    on natural data); all ones for the long-tailed expert."""
+    p = expert_distribution(expert, class_counts, inverse_prior)
+    return (p / label_frequencies(class_counts)).to(torch.float32)
+
+
+def _min_max(x: torch.Tensor) -> torch.Tensor:
+    lo, hi = x.min(), x.max()
+    if hi == lo:  # all classes equally frequent: neither head nor tail, the middle
+        return torch.full_like(x, 0.5)
+    return (x - lo) / (hi - lo)
+
+
+def region_targets(expert: str, class_counts: Sequence[int], low: float = 0.1,
+                   high: float = 1.0, uniform: float = 0.5,
+                   inverse_prior: str = "reversed") -> torch.Tensor:
+    """Eq. 7's ``gamma_k``, float32 ``[C]``: the target of ``sigma^2`` for each class.
+
+    ``long_tailed``: ``low + (high - low) * minmax(omega)`` (the most frequent class ``high``,
+    the rarest ``low``: head regions larger); ``inverse``: the same on the expert's
+    distribution (reversed frequencies: the rarest class ``high``); ``uniform``: ``uniform``
+    for every class. Equal counts everywhere: the middle of ``[low, high]``.
+    """
+    _check_expert(expert, inverse_prior)
+    if expert == "uniform":
+        return torch.full((len(list(class_counts)),), float(uniform), dtype=torch.float32)
+    p = expert_distribution(expert, class_counts, inverse_prior)
+    return (low + (high - low) * _min_max(p)).to(torch.float32)
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+
+def sample_weights(targets: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """Per-video weights ``[B]``: the mean of ``w_c`` over the video's labels.
+
+    ``s_i = sum_c y_ic w_c / sum_c y_ic``; a video without a label gets 1. For single-label
+    videos this is exactly the class-aware sampler's importance weight; for multi-label videos
+    the mean (not the sampler's sum) keeps the long-tailed expert (``w = 1``) the plain,
+    unweighted loss and does not count a two-label video twice.
+    """
+    y = targets.float().clamp(min=0.0)
+    n = y.sum(dim=1)
+    s = (y @ class_weights.to(y)) / n.clamp_min(torch.finfo(y.dtype).tiny)
+    return torch.where(n > 0, s, torch.ones_like(s))
+
+
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+                 ) -> torch.Tensor:
+    """Eq. 6 per video (sigmoid BCE averaged over the ``C`` classes), times ``weights`` ``[B]``,
+    averaged over the batch (divided by ``B``: the expectation of the re-sampled loss)."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    return (weights.to(bce) * bce.mean(dim=1)).mean()
+
+
+def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+                 normalize: bool = False) -> torch.Tensor:
+    """Eq. 3 over a batch of means ``mu`` ``[B, d]`` with multi-hot ``targets`` ``[B, C]``.
+
+    Two videos are of "the same class" if they share at least one label (positives); videos
+    sharing no label are negatives. For every ordered pair ``(i, p)`` of positives::
+
+        l_ip = -log( exp(s_ip) / (exp(s_ip) + sum_{n in M_i} exp(s_in)) ),
+        s_ij = mu_i . mu_j / temperature
+
+    (eq. 3 with the minus sign a loss needs; the other positives of ``i`` are in neither sum),
+    and the loss is the mean over all such pairs. ``normalize`` uses cosine similarities
+    (``mu`` L2-normalised) instead of the paper's dot product. No positive pair in the batch:
+    0 (kept in the graph).
+    """
+    x = mu.float()
+    if normalize:
+        x = F.normalize(x, dim=1)
+    sim = x @ x.T / temperature
+    labels = (targets > 0).float()
+    shared = (labels @ labels.T) > 0
+    eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    positives = shared & ~eye
+    negatives = ~shared & ~eye
+    if not bool(positives.any()):
+        return sim.sum() * 0.0
+    # finite fill, not -inf: a row without negatives must not give NaN gradients
+    neg_lse = sim.masked_fill(~negatives, torch.finfo(sim.dtype).min).logsumexp(dim=1)
+    pair = torch.logaddexp(sim, neg_lse.unsqueeze(1)) - sim
+    return pair[positives].mean()
+
+
+def region_loss(sigma: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor
+                ) -> torch.Tensor:
+    """Eq. 7, ``E (sigma^2 - gamma_c)^2`` ("2-norm distance") over the pairs (video ``i``,
+    positive class ``c``) and the ``d`` dimensions, weighted by the target value.
+
+    ``sigma`` ``[B, d]``, ``targets`` ``[B, C]``, ``gamma`` ``[C]``. A multi-label video is
+    pulled towards each of its classes' targets (its optimum: their mean). No positive label in
+    the batch: 0 (kept in the graph).
+    """
+    i, c = targets.nonzero(as_tuple=True)
+    var = sigma.float().pow(2)
+    if len(i) == 0:
+        return var.sum() * 0.0
+    w = targets[i, c].float()
+    per_pair = (var[i] - gamma.to(var)[c].unsqueeze(1)).pow(2).mean(dim=1)
+    return (w * per_pair).sum() / w.sum()
+
+
+# -- the LightningModule -----------------------------------------------------------------------
+
+
+class MEDCModule(VideoRecognitionModule):
+    """MEDC on the shared module (see the module docstring and ``docs/methods/medc.md``).
+
+    ``experts``: names from ``("long_tailed", "uniform", "inverse")`` (Table II's single-expert
+    rows: one name). ``embed_dim``: ``d``, the experts' embedding width; ``attention_dim``:
+    ``d_k`` of eq. 4 (None: ``d``); ``temporal_attention=False``: Table II's "No
+    Temporal-Attention". ``lambda_mu``, ``lambda_cls``, ``lambda_sigma``: eq. 8's weights,
+    normalised to sum to 1. ``region_low``, ``region_high``: ``(a, b)``, the range of the
+    long-tailed / inverse region targets; ``uniform_region``: the uniform expert's constant
+    ``c``. ``sort_temperature``, ``sort_normalize``: eq. 3's similarity (paper: dot product,
+    1.0, False). ``inverse_prior``: the inverse expert's distribution, ``"reversed"``
+    frequencies (paper) or ``"reciprocal"`` (``∝ 1/n_c``). The other arguments are
+    :class:`VideoRecognitionModule`'s; ``loss`` must be :class:`BinaryCrossEntropy` and
+    ``batch_transform`` None.
+    """
+
+    def __init__(
+        self,
+        aggregator: nn.Module,
+        num_classes: int,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        class_counts: Sequence[int],
+        head_min: int = 500,
+        tail_max: int = 100,
+        scheduler: SchedulerFactory | None = None,
+        batch_transform: Any | None = None,
+        experts: Sequence[str] = EXPERTS,
+        embed_dim: int = 1024,
+        attention_dim: int | None = None,
+        temporal_attention: bool = True,
+        lambda_mu: float = 1.0,
+        lambda_cls: float = 1.0,
+        lambda_sigma: float = 1.0,
+        region_low: float = 0.1,
+        region_high: float = 1.0,
+        uniform_region: float = 0.5,
+        sort_temperature: float = 1.0,
+        sort_normalize: bool = False,
+        inverse_prior: str = "reversed",
+    ) -> None:
+        encoder = getattr(aggregator, "frame_mlp", None)
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(f"MEDC uses the aggregator's per-frame encoder (frame_mlp) as its "
+                             f"shared backbone; {type(aggregator).__name__} has none (use "
+                             "aggregator=nonlinear)")
+        if not isinstance(loss, BinaryCrossEntropy):
+            raise ValueError(f"MEDC trains each expert with its own re-weighted BCE (eq. 6); "
+                             f"the strategy loss {type(loss).__name__} cannot be combined with "
+                             "it (use strategy=bce)")
+        if batch_transform is not None:
+            raise ValueError(f"MEDC: a strategy batch_transform ({type(batch_transform).__name__})"
+                             " cannot be combined with it (mixed labels have no class region)")
+        names = [str(e) for e in experts]
+        if not names:
+            raise ValueError("MEDC needs at least one expert")
+        for name in names:
+            _check_expert(name, inverse_prior)
+        lambdas = torch.tensor([lambda_mu, lambda_cls, lambda_sigma], dtype=torch.float64)
+        if bool((lambdas < 0).any()) or float(lambdas.sum()) <= 0:
+            raise ValueError(f"MEDC: lambdas must be >= 0 with a positive sum, got "
+                             f"{lambdas.tolist()}")
+        if not 0.0 <= region_low <= region_high:
+            raise ValueError(f"MEDC: need 0 <= region_low <= region_high, got {region_low}, "
+                             f"{region_high}")
+        if uniform_region < 0:
+            raise ValueError(f"MEDC: uniform_region must be >= 0, got {uniform_region}")
+        if sort_temperature <= 0:
+            raise ValueError(f"MEDC: sort_temperature must be > 0, got {sort_temperature}")
+        if len(list(class_counts)) != num_classes:
+            raise ValueError(f"MEDC: {len(list(class_counts))} class counts for {num_classes} "
+                             "classes")
+        super().__init__(aggregator, num_classes, loss, optimizer, class_counts,
+                         head_min=head_min, tail_max=tail_max, scheduler=scheduler,
+                         batch_transform=None)
+        del self.classifier  # each expert has its own (psi_k); no unused parameters
+        self.expert_names = names
+        self.experts = MEDCExperts(aggregator.output_dim, len(names), embed_dim, num_classes,
+                                   attention_dim=attention_dim,
+                                   temporal_attention=temporal_attention)
+        lam = (lambdas / lambdas.sum()).tolist()
+        self.lambda_mu, self.lambda_cls, self.lambda_sigma = (float(v) for v in lam)
+        self.sort_temperature = float(sort_temperature)
+        self.sort_normalize = bool(sort_normalize)
+        self.inverse_prior = inverse_prior
+        counts = list(class_counts)
+        weights = torch.stack([expert_class_weights(n, counts, inverse_prior) for n in names])
+        gamma = torch.stack([region_targets(n, counts, region_low, region_high,
+                                            uniform_region, inverse_prior) for n in names])
+        # rebuilt from class_counts, not loaded from checkpoints (as the losses' buffers)
+        self.register_buffer("class_weights", weights, persistent=False)  # [K, C]
+        self.register_buffer("region_gamma", gamma, persistent=False)  # [K, C]
+
+    # -- model
+    def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The shared per-frame encoder: ``[B, T, D]`` -> ``[B, T, H]`` (float32); padded
+        frames are zeroed first so that even NaN/Inf padding cannot leak."""
+        x = features.float()
+        if mask is not None:
+            mask = mask.to(device=x.device, dtype=torch.bool)
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return self.aggregator.frame_mlp(x), mask
+
+    def expert_outputs(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                       sample: bool = False) -> MEDCOutput:
+        """Every expert's ``mu``, ``sigma`` and logits (from ``z = mu + eps sigma`` if
+        ``sample``, else from ``mu``), stacked on a leading expert axis."""
+        frames, mask = self.encode(features, mask)
+        return self.experts(frames, mask, sample=sample)
+
+    def expert_logits(self, features: torch.Tensor, mask: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """``[K, B, C]``: each expert's logits from its mean ``mu`` (deterministic; the order
+        of ``expert_names``), for evaluating the experts separately."""
+        frames, mask = self.encode(features, mask)
+        return self.experts.mean_logits(frames, mask)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``logit(mean_k sigmoid(expert_logits))``: the experts' probabilities averaged."""
+        return mean_sigmoid_logits(self.expert_logits(features, mask))
+
+    # -- training
+    def loss_terms(self, batch: VideoBatch) -> dict[str, torch.Tensor]:
+        """The three terms of eq. 8, each summed over the experts (unweighted)."""
+        out = self.expert_outputs(batch.features, batch.mask, sample=True)
+        targets = batch.targets.to(out.logits.device).float()
+        terms = {"mu": out.mu.new_zeros(()), "cls": out.mu.new_zeros(()),
+                 "sigma": out.mu.new_zeros(())}
+        for k in range(len(self.expert_names)):
+            terms["mu"] = terms["mu"] + sorting_loss(out.mu[k], targets, self.sort_temperature,
+                                                     self.sort_normalize)
+            weights = sample_weights(targets, self.class_weights[k])
+            terms["cls"] = terms["cls"] + weighted_bce(out.logits[k], targets, weights)
+            terms["sigma"] = terms["sigma"] + region_loss(out.sigma[k], targets,
+                                                          self.region_gamma[k])
+        return terms
+
+    def training_loss(self, batch: VideoBatch) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        if self._trainer is not None:
+            self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()},
+                          on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+        return (self.lambda_mu * terms["mu"] + self.lambda_cls * terms["cls"]
+                + self.lambda_sigma * terms["sigma"])
