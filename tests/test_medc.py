@@ -19,6 +19,7 @@ from vltr.data.datamodule import VideoBatch
 from vltr.methods.medc import (
     MEDCModule,
     expert_class_weights,
+    expert_distribution,
     region_loss,
     region_targets,
     reversed_frequencies,
@@ -135,6 +136,19 @@ def test_region_targets_are_ordered() -> None:
     module = make_module()
     assert module.expert_names == ["long_tailed", "uniform", "inverse"]
     assert torch.equal(module.region_gamma, torch.stack([lt, uni, inv]))
+
+
+def test_classifier_biases_start_at_each_experts_prior() -> None:
+    module = make_module()
+    for expert, name in zip(module.experts.experts, module.expert_names, strict=True):
+        prior = expert_distribution(name, COUNTS).float()
+        assert torch.allclose(torch.sigmoid(expert.classifier.bias.detach()), prior, atol=1e-6)
+    lt, uni, inv = (e.classifier.bias.detach() for e in module.experts.experts)
+    assert torch.all(lt[:-1] > lt[1:]) and torch.all(inv[:-1] < inv[1:])
+    assert torch.allclose(uni, torch.full((C,), float(np.log(1 / (C - 1)))))
+    torch.manual_seed(0)
+    plain = make_module(prior_bias_init=False).experts.experts[0].classifier.bias.detach()
+    assert plain.abs().max() < 1.0 / np.sqrt(12)  # PyTorch's default init (fan-in 12)
 
 
 # -- model: reparameterisation and inference ---------------------------------------------------

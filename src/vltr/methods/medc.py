@@ -255,7 +255,9 @@ class MEDCModule(VideoRecognitionModule):
     long-tailed / inverse region targets; ``uniform_region``: the uniform expert's constant
     ``c``. ``sort_temperature``, ``sort_normalize``: eq. 3's similarity (paper: dot product,
     1.0, False). ``inverse_prior``: the inverse expert's distribution, ``"reversed"``
-    frequencies (paper) or ``"reciprocal"`` (``∝ 1/n_c``). The other arguments are
+    frequencies (paper) or ``"reciprocal"`` (``∝ 1/n_c``). ``prior_bias_init``: each expert's
+    classifier bias starts at ``logit(p_c)`` of its class distribution ``p`` (not in the paper;
+    False: PyTorch's default init). The other arguments are
     :class:`VideoRecognitionModule`'s; ``loss`` must be :class:`BinaryCrossEntropy` and
     ``batch_transform`` None.
     """
@@ -284,6 +286,7 @@ class MEDCModule(VideoRecognitionModule):
         sort_temperature: float = 1.0,
         sort_normalize: bool = False,
         inverse_prior: str = "reversed",
+        prior_bias_init: bool = True,
     ) -> None:
         encoder = getattr(aggregator, "frame_mlp", None)
         if not isinstance(encoder, nn.Module):
@@ -324,12 +327,21 @@ class MEDCModule(VideoRecognitionModule):
         self.experts = MEDCExperts(aggregator.output_dim, len(names), embed_dim, num_classes,
                                    attention_dim=attention_dim,
                                    temporal_attention=temporal_attention)
+        counts = list(class_counts)
+        if prior_bias_init:
+            # each classifier starts at its training distribution's class prior: BatchNorm'd,
+            # zero-mean means cannot shift every logit down together, and Adam moves a bias by
+            # at most ~lr per step, so from 0 the priors (logit(1/C) and below) take thousands
+            # of steps to reach
+            with torch.no_grad():
+                for expert, name in zip(self.experts.experts, names, strict=True):
+                    prior = expert_distribution(name, counts, inverse_prior).clamp(1e-6, 1 - 1e-6)
+                    expert.classifier.bias.copy_(torch.log(prior) - torch.log1p(-prior))
         lam = (lambdas / lambdas.sum()).tolist()
         self.lambda_mu, self.lambda_cls, self.lambda_sigma = (float(v) for v in lam)
         self.sort_temperature = float(sort_temperature)
         self.sort_normalize = bool(sort_normalize)
         self.inverse_prior = inverse_prior
-        counts = list(class_counts)
         weights = torch.stack([expert_class_weights(n, counts, inverse_prior) for n in names])
         gamma = torch.stack([region_targets(n, counts, region_low, region_high,
                                             uniform_region, inverse_prior) for n in names])
