@@ -118,3 +118,21 @@ def run_cli(
     exe = str(BIN / args[0])
     return subprocess.run([exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def train_tiny(compose_cfg: Callable[..., DictConfig], *overrides: str,
+               drop: tuple[str, ...] = ()) -> tuple[DictConfig, dict]:
+    """Train in-process on the tiny synthetic data (TINY_OVERRIDES minus the ``drop`` prefixes,
+    plus ``overrides``, no logger, no last.ckpt); check the metrics every run must report."""
+    from vltr.train import train
+
+    base = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", *drop))]
+    cfg = compose_cfg(*base, "logger=none", *overrides)
+    with open_dict(cfg):
+        cfg.callbacks.model_checkpoint.save_last = False
+    result = train(cfg)
+    for split in ("val", "test"):
+        assert 0.0 <= result[split]["mAP"] <= 1.0
+        assert {"mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"} <= set(result[split])
+        assert np.isfinite(result[split]["loss"])
+    return cfg, result

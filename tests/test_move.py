@@ -9,10 +9,9 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
@@ -26,7 +25,7 @@ from vltr.methods.move import (
 from vltr.models.attention import MoveDualAggregator
 from vltr.strategies.losses import BinaryCrossEntropy
 
-from conftest import TINY_OVERRIDES
+from conftest import train_tiny
 
 # class 0 the rarest (tau 0), class 3 the most frequent (tau 1)
 COUNTS = [4, 40, 100, 400]
@@ -229,19 +228,8 @@ def test_config_selects_move_dual_and_half_epoch_decay(
 
 
 def test_move_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    from vltr.train import train
-
-    overrides = [o for o in TINY_OVERRIDES
-                 if not o.startswith(("aggregator.hidden_dim", "trainer.max_epochs"))]
-    cfg = compose_cfg(*overrides, "strategy=move", "logger=none", "trainer.max_epochs=2",
-                      "aggregator.attentive_dim=32", "aggregator.codebook_dim=32",
-                      "aggregator.num_clusters=8")
-    with open_dict(cfg):
-        cfg.callbacks.model_checkpoint.save_last = False
-    result = train(cfg)
-    for split in ("val", "test"):
-        assert 0.0 <= result[split]["mAP"] <= 1.0
-        assert {"mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"} <= set(result[split])
-        assert np.isfinite(result[split]["loss"])
+    cfg, _ = train_tiny(compose_cfg, "strategy=move", "trainer.max_epochs=2",
+                        "aggregator.attentive_dim=32", "aggregator.codebook_dim=32",
+                        "aggregator.num_clusters=8", drop=("aggregator.hidden_dim",))
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["test"]
