@@ -136,12 +136,33 @@ def _flat_hparams(resolved: dict[str, Any]) -> dict[str, Any]:
     return {k: resolved[k] for k in keep if k in resolved}
 
 
+def run_description(cfg: DictConfig) -> dict[str, Any]:
+    """What a run was (for reports, which read ``metrics.json`` and never W&B): the chosen
+    config groups, the imbalance ratio, seed, epochs and, in a sweep, the sweep directory and
+    job number with the job's overrides."""
+    desc: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        choices = hc.runtime.choices
+        for group in ("dataset", "features", "aggregator", "strategy", "method", "experiment"):
+            desc[group] = choices.get(group)
+        desc["overrides"] = list(hc.overrides.task)
+        if hc.mode == RunMode.MULTIRUN:
+            desc["sweep_dir"] = str(hc.sweep.dir)
+            desc["job_num"] = int(hc.job.num)
+    desc["imbalance_ratio"] = cfg.dataset.get("imbalance_ratio")
+    desc["seed"] = cfg.get("seed")
+    desc["max_epochs"] = cfg.trainer.get("max_epochs")
+    return desc
+
+
 def _summary(cfg: DictConfig, result: dict[str, Any]) -> dict[str, Any]:
     info = result["info"]
     counts = info.class_counts
     groups = {name: int(mask.sum()) for name, mask in info.groups.items()}
     return {
         "run_name": cfg.get("run_name"),
+        "run": run_description(cfg),
         "dataset": info.name,
         "num_classes": info.num_classes,
         "train_videos_per_class": {"min": int(counts.min()), "max": int(counts.max())},
