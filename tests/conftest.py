@@ -136,3 +136,17 @@ def train_tiny(compose_cfg: Callable[..., DictConfig], *overrides: str,
         assert {"mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"} <= set(result[split])
         assert np.isfinite(result[split]["loss"])
     return cfg, result
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real multirun: 2 imbalance ratios x 2 strategies, plus one job that fails (IR 2)."""
+    root = tmp_path_factory.mktemp("sweep_root")
+    sweep = root / "logs" / "train" / "multiruns" / "tiny"
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    proc = run_cli(["vltr-train", "-m", *overrides, "trainer.max_epochs=2",
+                    "method.scheduler.milestones=[1]", f"paths.root_dir={root}",
+                    "dataset.imbalance_ratio=0.2,1.0,2.0", "strategy=bce,focal",
+                    f"hydra.sweep.dir={sweep}"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep

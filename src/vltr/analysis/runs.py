@@ -1,0 +1,183 @@
+"""Find and load finished runs from their output directories.
+
+A run directory is one that holds ``metrics.json`` (a finished ``vltr-train``) or
+``failed.json`` (a sweep member that failed). Sweeps are directories of such directories, so a
+path may be a run, a multirun, or any folder above them (``logs/``). Per-stage directories of
+multi-stage methods (``stage1/`` under a MEID run) are part of their run, not runs of their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from vltr.errors import StoreError
+
+# strategies that are methods of their own (they set `method`): the row is named after them
+METHOD_STRATEGIES = ("framestack", "move")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run: what it was (config choices) and its best-on-val checkpoint's metrics."""
+
+    path: Path
+    dataset: str | None = None
+    features: str | None = None
+    aggregator: str | None = None
+    strategy: str | None = None
+    method: str | None = None
+    imbalance_ratio: float | None = None
+    seed: int | None = None
+    val: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set for a failed sweep member
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def label(self) -> str:
+        """The row name in the papers' tables: the method (``medc``, ``meid``), a strategy that
+        is a method (``framestack``, ``move``), or the long-tail strategy (``bce``, ``cbs``)."""
+        if self.method and self.method != "base":
+            return self.method
+        return self.strategy or "?"
+
+    def metrics(self, split: str) -> dict[str, float]:
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be val or test, got {split!r}")
+        return self.val if split == "val" else self.test
+
+
+def project_root() -> Path:
+    """Where runs and data live for the notebooks: ``$VLTR_ROOT`` (as for ``vltr-train``), else
+    the working directory, or its parent when that is the repository's ``notebooks/``."""
+    env = os.environ.get("VLTR_ROOT")
+    if env:
+        return Path(env)
+    cwd = Path.cwd()
+    return cwd.parent if cwd.name == "notebooks" else cwd
+
+
+def latest_sweep(root: str | Path, task: str = "train") -> Path:
+    """The most recent multirun directory of ``task`` under ``root/logs`` (Hydra's default
+    layout, ``conf/hydra/default.yaml``)."""
+    base = Path(root) / "logs" / task / "multiruns"
+    sweeps = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+    if not sweeps:
+        raise StoreError(f"{base}: no multirun yet (run vltr-train -m ...)")
+    return sweeps[-1]
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every run directory at or under ``paths``, sorted, stage sub-directories excluded.
+
+    A path that does not exist is an error (:class:`StoreError`, one line naming it).
+    """
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise StoreError(f"{p}: no such run or sweep directory")
+        if p.is_file():
+            p = p.parent
+        for marker in ("metrics.json", "failed.json"):
+            found.update(m.parent for m in p.rglob(marker))
+    # a run's stage<k>/ directories have their own metrics.json: keep only the outermost
+    runs = sorted(found)
+    return [r for r in runs if not any(a in found for a in r.parents)]
+
+
+def _hydra_choices(run_dir: Path) -> dict[str, Any]:
+    """Config-group choices from Hydra's own record (runs older than the ``run`` block)."""
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return {}
+    hydra = _load_yaml(path).get("hydra", {})
+    return dict(hydra.get("runtime", {}).get("choices", {}) or {})
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    # unresolved: Hydra's records hold ${hydra:...} interpolations only Hydra can resolve
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return data if isinstance(data, dict) else {}
+
+
+def _composed(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / ".hydra" / "config.yaml"
+    return _load_yaml(path) if path.is_file() else {}
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Load one run directory (``metrics.json`` or ``failed.json`` plus ``.hydra/``)."""
+    run_dir = Path(run_dir)
+    metrics_path, failed_path = run_dir / "metrics.json", run_dir / "failed.json"
+    payload: dict[str, Any] = {}
+    error = None
+    try:
+        if metrics_path.is_file():
+            payload = json.loads(metrics_path.read_text())
+        elif failed_path.is_file():
+            error = str(json.loads(failed_path.read_text()).get("error", "failed"))
+        else:
+            raise StoreError(f"{run_dir}: not a run directory (no metrics.json or failed.json)")
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{run_dir}: unreadable run record ({e})") from None
+    run = dict(payload.get("run") or {})
+    choices = _hydra_choices(run_dir)
+    cfg = _composed(run_dir)
+    if "imbalance_ratio" not in run:
+        run["imbalance_ratio"] = (cfg.get("dataset") or {}).get("imbalance_ratio")
+    if "seed" not in run:
+        run["seed"] = cfg.get("seed")
+
+    def pick(key: str) -> str | None:
+        value = run.get(key, choices.get(key))
+        return None if value is None else str(value)
+
+    ir = run.get("imbalance_ratio")
+    return RunResult(
+        path=run_dir,
+        dataset=pick("dataset") or payload.get("dataset"),
+        features=pick("features"),
+        aggregator=pick("aggregator"),
+        strategy=pick("strategy"),
+        method=pick("method"),
+        imbalance_ratio=None if ir is None else float(ir),
+        seed=run.get("seed"),
+        val={k: float(v) for k, v in (payload.get("val") or {}).items()},
+        test={k: float(v) for k, v in (payload.get("test") or {}).items()},
+        error=error,
+        overrides=tuple(run.get("overrides") or ()),
+    )
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[RunResult]:
+    """:func:`load_run` for every run directory at or under ``paths``."""
+    dirs = find_run_dirs(paths)
+    if not dirs:
+        raise StoreError(f"no run found under {', '.join(map(str, paths))} (looked for "
+                         "metrics.json / failed.json)")
+    return [load_run(d) for d in dirs]
+
+
+def load_per_class(run: RunResult | str | Path, split: str = "test") -> list[dict[str, Any]]:
+    """Rows of ``per_class_ap_{split}.csv``: class_index, class_name, train_count, group, ap."""
+    run_dir = run.path if isinstance(run, RunResult) else Path(run)
+    path = run_dir / f"per_class_ap_{split}.csv"
+    if not path.is_file():
+        raise StoreError(f"{path}: no per-class AP file for split {split!r}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"class_index": int(r["class_index"]), "class_name": r["class_name"],
+             "train_count": int(r["train_count"]), "group": r["group"], "ap": float(r["ap"])}
+            for r in rows]

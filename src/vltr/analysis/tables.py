@@ -1,0 +1,146 @@
+"""The papers' tables from loaded runs, as Markdown or CSV.
+
+* :func:`method_table`: one row per method (and aggregator, backbone, dataset, imbalance
+  ratio), columns All / Head / Medium / Tail mAP, Acc@1, Acc@5 — VideoLT's and MOVE's layout;
+  runs that differ only in the seed are averaged (``n`` and the standard deviation kept);
+* :func:`sweep_table`: imbalance ratio x method for one metric (MOVE's Table 2 layout).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from vltr.analysis.runs import RunResult
+
+# (metrics.json key, column title): the papers' order
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"), ("mAP_tail", "Tail"),
+    ("acc1", "Acc@1"), ("acc5", "Acc@5"),
+)
+# what identifies a table row besides the method: shown only when it varies across the rows
+CONTEXT = ("aggregator", "features", "dataset", "imbalance_ratio")
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def method_table(runs: Sequence[RunResult], split: str = "test") -> list[dict[str, Any]]:
+    """Rows ``{method, aggregator, features, dataset, imbalance_ratio, n, failed, <metric>,
+    <metric>_std}``, in the order the methods first appear. Failed runs are counted in
+    ``failed`` and left out of the means; a row whose runs all failed has no metric values."""
+    groups: dict[tuple[Any, ...], list[RunResult]] = defaultdict(list)
+    for run in runs:
+        key = (run.label, *(getattr(run, c) for c in CONTEXT))
+        groups[key].append(run)
+    rows = []
+    for (label, *context), members in groups.items():
+        ok = [r for r in members if not r.failed and r.metrics(split)]
+        row: dict[str, Any] = {"method": label, **dict(zip(CONTEXT, context, strict=True)),
+                               "n": len(ok), "failed": len(members) - len(ok)}
+        for key, _ in COLUMNS:
+            values = [r.metrics(split)[key] for r in ok if key in r.metrics(split)]
+            if values:
+                row[key], row[f"{key}_std"] = _mean_std(values)
+        rows.append(row)
+    return rows
+
+
+def sweep_table(runs: Sequence[RunResult], metric: str = "mAP", split: str = "test"
+                ) -> list[dict[str, Any]]:
+    """Rows ``{imbalance_ratio, <method>: mean metric, ...}``, sorted by imbalance ratio
+    (most imbalanced first). Methods are named ``label`` or, where one label appears with
+    several aggregators, ``label/aggregator``. Runs without an imbalance ratio are the row
+    ``None`` (the store's own train split)."""
+    cells: dict[tuple[Any, str], list[float]] = defaultdict(list)
+    aggregators: dict[str, set[str | None]] = defaultdict(set)
+    for run in runs:
+        aggregators[run.label].add(run.aggregator)
+    names: list[str] = []
+    for run in runs:
+        name = (f"{run.label}/{run.aggregator}" if len(aggregators[run.label]) > 1
+                else run.label)
+        if name not in names:
+            names.append(name)
+        values = run.metrics(split)
+        if not run.failed and metric in values:
+            cells[(run.imbalance_ratio, name)].append(values[metric])
+        else:
+            cells.setdefault((run.imbalance_ratio, name), [])
+    ratios = sorted({ir for ir, _ in cells}, key=lambda v: (v is None, v if v is not None else 0))
+    rows = []
+    for ir in ratios:
+        row: dict[str, Any] = {"imbalance_ratio": ir}
+        for name in names:
+            values = cells.get((ir, name))
+            if values is not None:
+                row[name] = _mean_std(values)[0] if values else None
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Any, std: float | None = None) -> str:
+    if value is None:
+        return "failed"
+    if isinstance(value, float):
+        text = f"{value:.3f}"
+        return f"{text} ± {std:.3f}" if std else text
+    return str(value)
+
+
+def _columns_of_method_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
+    varying = [c for c in CONTEXT if len({r.get(c) for r in rows}) > 1]
+    # the aggregator is part of a method's identity (MOVE's "with Agg" grid): always shown
+    return ["method", *(["aggregator"] if "aggregator" not in varying else []), *varying]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
+    """A Markdown table of :func:`method_table` (``kind="methods"``) or :func:`sweep_table`
+    (``kind="sweep"``) rows."""
+    if not rows:
+        return "(no runs)"
+    if kind == "sweep":
+        names = [k for k in rows[0] if k != "imbalance_ratio"]
+        for row in rows[1:]:
+            names += [k for k in row if k != "imbalance_ratio" and k not in names]
+        lines = ["| imbalance ratio | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
+        for row in rows:
+            ir = "train split" if row["imbalance_ratio"] is None else f"{row['imbalance_ratio']:g}"
+            lines.append(f"| {ir} | " + " | ".join(_fmt(row[n]) if n in row else ""
+                                                    for n in names) + " |")
+        return "\n".join(lines)
+    if kind != "methods":
+        raise ValueError(f"kind must be methods or sweep, got {kind!r}")
+    ident = _columns_of_method_rows(rows)
+    seeds = any(r["n"] > 1 for r in rows)
+    head = [*ident, *(t for _, t in COLUMNS), *(["n"] if seeds else [])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [_fmt(row.get(c)) if row.get(c) is not None else "-" for c in ident]
+        cells += [_fmt(row.get(k), row.get(f"{k}_std")) if k in row else "failed"
+                  for k, _ in COLUMNS]
+        if seeds:
+            cells.append(str(row["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text with every key of ``rows`` (full precision; empty for a missing value)."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
+    return out.getvalue()

@@ -1,0 +1,147 @@
+"""vltr.analysis and vltr-report: tables from run files, and a tiny sweep end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vltr.analysis import (
+    find_run_dirs,
+    load_per_class,
+    load_run,
+    load_runs,
+    method_table,
+    sweep_table,
+    to_csv,
+    to_markdown,
+)
+from vltr.errors import StoreError
+from vltr.report import build_report
+
+from conftest import run_cli
+
+METRICS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
+
+
+def fake_run(path: Path, strategy: str = "bce", aggregator: str = "nonlinear",
+             method: str = "base", ir: float | None = None, seed: int = 0,
+             value: float = 0.5, failed: bool = False) -> Path:
+    """A run directory as vltr-train leaves it (metrics.json's run block, or failed.json)."""
+    path.mkdir(parents=True)
+    if failed:
+        (path / "failed.json").write_text(json.dumps({"error": "StoreError: boom"}))
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "hydra.yaml").write_text(
+            "hydra:\n  runtime:\n    choices:\n"
+            f"      strategy: {strategy}\n      aggregator: {aggregator}\n"
+            f"      method: {method}\n      dataset: synthetic\n      features: synthetic\n")
+        (path / ".hydra" / "config.yaml").write_text(
+            f"seed: {seed}\ndataset:\n  imbalance_ratio: {'null' if ir is None else ir}\n")
+        return path
+    metrics = {k: value + i / 100 for i, k in enumerate(METRICS)}
+    (path / "metrics.json").write_text(json.dumps({
+        "run": {"dataset": "synthetic", "features": "synthetic", "aggregator": aggregator,
+                "strategy": strategy, "method": method, "imbalance_ratio": ir, "seed": seed},
+        "val": metrics, "test": {k: v / 2 for k, v in metrics.items()}}))
+    return path
+
+
+def test_labels_name_methods_and_method_strategies(tmp_path: Path) -> None:
+    assert load_run(fake_run(tmp_path / "a", strategy="cbs")).label == "cbs"
+    assert load_run(fake_run(tmp_path / "b", strategy="framestack")).label == "framestack"
+    assert load_run(fake_run(tmp_path / "c", strategy="bce", method="medc")).label == "medc"
+
+
+def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
+    runs = [load_run(fake_run(tmp_path / f"s{s}", seed=s, value=v))
+            for s, v in [(0, 0.4), (1, 0.6)]]
+    [row] = method_table(runs, "val")
+    assert row["n"] == 2 and row["failed"] == 0
+    assert row["mAP"] == pytest.approx(0.5)
+    assert row["mAP_std"] == pytest.approx(math.sqrt(0.02))  # sample std of 0.4, 0.6
+    assert "0.500 ± 0.141" in to_markdown([row])
+
+
+def test_rows_separate_aggregators_and_count_failures(tmp_path: Path) -> None:
+    runs = [load_run(fake_run(tmp_path / "a", aggregator="nonlinear", value=0.2)),
+            load_run(fake_run(tmp_path / "b", aggregator="move_dual", value=0.6)),
+            load_run(fake_run(tmp_path / "c", aggregator="move_dual", failed=True))]
+    assert runs[2].failed and runs[2].aggregator == "move_dual"  # from .hydra/ of a failure
+    rows = {r["aggregator"]: r for r in method_table(runs, "test")}
+    assert rows["nonlinear"]["mAP"] == pytest.approx(0.1)
+    assert rows["move_dual"]["mAP"] == pytest.approx(0.3)
+    assert rows["move_dual"]["n"] == 1 and rows["move_dual"]["failed"] == 1
+
+
+def test_sweep_table_is_ratio_by_method(tmp_path: Path) -> None:
+    runs = []
+    for ir in (0.1, 0.01):
+        for k, strategy in enumerate(("bce", "move")):
+            runs.append(load_run(fake_run(tmp_path / f"{ir}-{strategy}", strategy=strategy,
+                                          ir=ir, value=ir + k)))
+    runs.append(load_run(fake_run(tmp_path / "bad", strategy="move", ir=0.05, failed=True)))
+    rows = sweep_table(runs, "mAP", "val")
+    assert [r["imbalance_ratio"] for r in rows] == [0.01, 0.05, 0.1]
+    assert rows[0]["bce"] == pytest.approx(0.01) and rows[0]["move"] == pytest.approx(1.01)
+    assert rows[1]["move"] is None  # the failed job is a cell, shown as failed
+    md = to_markdown(rows, "sweep")
+    assert md.splitlines()[0] == "| imbalance ratio | bce | move |"
+    assert "| 0.05 |  | failed |" in md
+    parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert float(parsed[2]["move"]) == pytest.approx(1.1)
+
+
+def test_stage_directories_are_part_of_their_run(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "meid", method="meid")
+    fake_run(run / "stage1", method="meid")
+    fake_run(run / "stage2", method="meid")
+    assert find_run_dirs([tmp_path]) == [run]
+
+
+def test_missing_path_and_empty_folder_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such run"):
+        load_runs([tmp_path / "nope"])
+    with pytest.raises(StoreError, match="no run found"):
+        load_runs([tmp_path])
+    proc = run_cli(["vltr-report", str(tmp_path / "nope")], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_tiny_sweep_report(tiny_sweep: Path, tmp_path: Path) -> None:
+    jobs = sorted(p for p in tiny_sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 6  # one directory per job
+    done = [j for j in jobs if (j / "metrics.json").is_file()]
+    assert len(done) == 4 and all((j / ".hydra" / "config.yaml").is_file() for j in done)
+    assert all((j / "per_class_ap_test.csv").is_file() for j in done)
+    failed = [j for j in jobs if (j / "failed.json").is_file()]
+    assert len(failed) == 2
+
+    runs = load_runs([tiny_sweep])
+    by_key = {(r.strategy, r.imbalance_ratio): r for r in runs if not r.failed}
+    assert set(by_key) == {(s, ir) for s in ("bce", "focal") for ir in (0.2, 1.0)}
+    # the per-class file and metrics.json agree: the mean of the per-class AP is the mAP
+    run = by_key[("bce", 0.2)]
+    aps = [row["ap"] for row in load_per_class(run)]
+    assert sum(aps) / len(aps) == pytest.approx(run.test["mAP"], abs=1e-5)
+
+    out = tmp_path / "report"
+    proc = run_cli(["vltr-report", str(tiny_sweep), "--out", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.md").read_text()
+    assert proc.stdout == text
+    assert "## mAP_tail by imbalance ratio (test)" in text and "## Failed runs" in text
+    sweep_rows = list(csv.DictReader(open(out / "sweep_mAP.csv")))
+    assert [r["imbalance_ratio"] for r in sweep_rows] == ["0.2", "1.0", "2.0"]
+    assert float(sweep_rows[0]["focal"]) == pytest.approx(by_key[("focal", 0.2)].test["mAP"])
+    assert sweep_rows[2]["bce"] == ""  # IR 2 failed for both strategies
+    methods = list(csv.DictReader(open(out / "methods.csv")))
+    assert len(methods) == 6  # (bce, focal) x (0.2, 1.0, failed 2.0)
+    text2, _ = build_report([str(tiny_sweep)], split="val", metrics=["acc1"])
+    assert "## acc1 by imbalance ratio (val)" in text2
