@@ -100,15 +100,23 @@ def summarize(
     scores: np.ndarray | torch.Tensor,
     targets: np.ndarray | torch.Tensor,
     groups: Mapping[str, np.ndarray] | None = None,
+    skip_absent: bool = False,
 ) -> tuple[dict[str, float], np.ndarray]:
     """``({"mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"}, per-class AP)``.
 
-    A group without classes reports NaN (it has no mean), not 0.
+    A group without classes reports NaN (it has no mean), not 0. ``skip_absent`` leaves
+    classes without a positive out of the means (the per-class AP still holds their 0): for
+    resampled test sets (:mod:`vltr.evaluation.resample`), where a class that was not drawn is
+    not part of the test distribution rather than a class the model failed on.
     """
     ap = average_precision(scores, targets)
-    out = {"mAP": float(ap.mean()) if len(ap) else float("nan")}
+    counted = np.ones(len(ap), dtype=bool)
+    if skip_absent:
+        counted = (_to_numpy(targets, np.float32) > 0.5).any(axis=0)
+    out = {"mAP": float(ap[counted].mean()) if counted.any() else float("nan")}
     for name, mask in (groups or {}).items():
-        out[f"mAP_{name}"] = float(ap[mask].mean()) if mask.any() else float("nan")
+        m = mask & counted
+        out[f"mAP_{name}"] = float(ap[m].mean()) if m.any() else float("nan")
     out["acc1"] = topk_accuracy(scores, targets, 1)
     out["acc5"] = topk_accuracy(scores, targets, 5)
     return out, ap
@@ -139,12 +147,27 @@ class VideoLTMetrics(Metric):
         self.indices.append(indices.detach().long())
 
     def compute(self) -> dict[str, float]:
+        result, ap = summarize(*self._deduplicated(), self.groups)
+        self.per_class_ap = ap
+        return result
+
+    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's scores ``[N, C]`` and targets so far: every rank's, padding dropped.
+
+        The samples :meth:`compute` evaluates, for evaluations that need the predictions
+        themselves (resampled test distributions); call it before ``compute`` in the epoch's
+        end hooks (callbacks run before the module's hook, which resets the state). Under DDP
+        every rank must call it (it gathers).
+        """
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync,
+                               should_unsync=True):
+            return self._deduplicated()
+
+    def _deduplicated(self) -> tuple[torch.Tensor, torch.Tensor]:
         scores, targets, indices = (_cat(x) for x in (self.scores, self.targets, self.indices))
         _, first = np.unique(indices.cpu().numpy(), return_index=True)
         keep = torch.as_tensor(first, device=scores.device)
-        result, ap = summarize(scores[keep], targets[keep], self.groups)
-        self.per_class_ap = ap
-        return result
+        return scores[keep], targets[keep]
 
 
 def _cat(x: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:

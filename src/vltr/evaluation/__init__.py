@@ -1,0 +1,1 @@
+"""Evaluation beyond the plain split metrics (resampled test distributions)."""
