@@ -128,28 +128,59 @@ def _wandb_records(path: Path) -> Iterator[bytes]:
 
 
 def read_wandb_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"history": [step dicts], "summary": {...}, "config": {...}}`` of an offline run dir."""
+    """What an offline run dir holds, read without network or a W&B server.
+
+    ``{"run": {"id", "name", "project", "group", "tags"}, "history": [step dicts],
+    "summary": {...}, "config": {...}, "tables": {key: {"columns", "data"}},
+    "charts": {key: panel spec}}``. Nested values (a logged table's metadata) appear in
+    history/summary/config under their joined key (``"a/b/_type"``); ``tables`` holds the last
+    logged content of each ``wandb.Table`` (read from the run's ``files/``, custom charts' data
+    included as ``<chart key>_table``), ``charts`` the ``wandb.plot`` panels by key.
+    """
     from wandb.proto import wandb_internal_pb2 as pb
 
-    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    root = Path(run_dir)
+    files = sorted(root.glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file")
-    out: dict[str, Any] = {"history": [], "summary": {}, "config": {}}
+    out: dict[str, Any] = {"run": {}, "history": [], "summary": {}, "config": {},
+                           "tables": {}, "charts": {}}
 
     def key_of(item: Any) -> str:
         return item.key or "/".join(item.nested_key)
+
+    def collect_tables(items: Any) -> None:
+        # a logged table is a dict value: nested keys (<key>, "_type") = "table-file", ...
+        fields: dict[tuple[str, ...], dict[str, Any]] = {}
+        for i in items:
+            if len(i.nested_key) >= 2:
+                fields.setdefault(tuple(i.nested_key[:-1]), {})[i.nested_key[-1]] = \
+                    json.loads(i.value_json)
+        for prefix, value in fields.items():
+            if value.get("_type") == "table-file" and "path" in value:
+                table = json.loads((root / "files" / value["path"]).read_text())
+                out["tables"]["/".join(prefix)] = {"columns": table["columns"],
+                                                   "data": table["data"]}
 
     for raw in _wandb_records(files[0]):
         record = pb.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
-        if kind == "history":
+        if kind == "run":
+            r = record.run
+            out["run"] = {"id": r.run_id, "name": r.display_name, "project": r.project,
+                          "group": r.run_group, "tags": list(r.tags)}
+        elif kind == "history":
             out["history"].append({key_of(i): json.loads(i.value_json)
                                    for i in record.history.item})
+            collect_tables(record.history.item)
         elif kind == "summary":
             for i in record.summary.update:
                 out["summary"][key_of(i)] = json.loads(i.value_json)
         elif kind == "config":
             for i in record.config.update:
-                out["config"][key_of(i)] = json.loads(i.value_json)
+                value = json.loads(i.value_json)
+                out["config"][key_of(i)] = value
+                if list(i.nested_key[:2]) == ["_wandb", "visualize"] and len(i.nested_key) > 2:
+                    out["charts"]["/".join(i.nested_key[2:])] = value
     return out

@@ -3,6 +3,10 @@ OmegaConf resolvers the configs use."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import PurePath
+from typing import Any
+
 from omegaconf import OmegaConf
 
 
@@ -11,4 +15,42 @@ def _epoch_fraction(max_epochs: int, fraction: float) -> int:
     return int(int(max_epochs) * float(fraction))
 
 
+def run_group(mode: Any, sweep_dir: str, single: str) -> str:
+    """The W&B group of a run: in a multirun the sweep directory's name, else ``single``.
+
+    Every job of one ``vltr-train -m`` sweep then lands in one W&B group (the dashboard's unit
+    of comparison), whatever the jobs vary; ``single`` (task and dataset) groups lone runs.
+    ``mode`` is ``${hydra:mode}`` (a ``RunMode``, or None when composed without Hydra's
+    launcher, as in tests).
+    """
+    if mode is not None and str(getattr(mode, "name", mode)).upper().endswith("MULTIRUN"):
+        return PurePath(str(sweep_dir)).name
+    return str(single)
+
+
+def run_tags(
+    user_tags: Iterable[str] | None,
+    dataset: str | None,
+    strategy: str | None,
+    aggregator: str | None,
+    method: str | None,
+    imbalance_ratio: float | None,
+    synthetic_ratio: float | None = None,
+) -> list[str]:
+    """W&B tags ``dataset:``, ``strategy:``, ``aggregator:``, ``method:``, ``ir:`` plus the
+    user's ``tags``, so dashboards can filter and group runs by what they compare.
+
+    ``ir:`` is ``dataset.imbalance_ratio`` (the MOVE subsampling that imbalance sweeps vary);
+    when that is null, the synthetic dataset's generated ratio if there is one, else
+    ``natural`` (the store's train split as it is).
+    """
+    ratio = imbalance_ratio if imbalance_ratio is not None else synthetic_ratio
+    auto = [f"dataset:{dataset}", f"strategy:{strategy}", f"aggregator:{aggregator}",
+            f"method:{method}", f"ir:{float(ratio):g}" if ratio is not None else "ir:natural"]
+    user = [str(t) for t in (user_tags or [])]
+    return auto + [t for t in user if t not in auto]
+
+
 OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=True)
+OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
+OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
