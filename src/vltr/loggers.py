@@ -72,6 +72,10 @@ def wandb_logger(
     ``WANDB_MODE`` in the environment wins over the config (``disabled`` in tests, ``offline``
     on clusters without network). Offline runs land in ``save_dir/wandb/offline-run-*``; upload
     them later with ``wandb sync``.
+
+    The run id is kept in ``save_dir/wandb_run_id`` (the run's output directory): a run resumed
+    there (``ckpt_path=last``) continues the same W&B run (``resume="allow"``). An explicit
+    ``id``/``version`` wins.
     """
     if mode not in ("auto", "online", "offline", "disabled"):
         raise ValueError(f"logger.wandb.mode must be auto/online/offline/disabled, got {mode!r}")
@@ -79,6 +83,11 @@ def wandb_logger(
     if mode == "auto":
         mode = "online" if wandb_has_credentials() else "offline"
     os.makedirs(save_dir, exist_ok=True)
+    if mode != "disabled" and kwargs.get("id") is None and kwargs.get("version") is None:
+        from vltr.resume import wandb_run_id
+
+        kwargs["id"] = wandb_run_id(save_dir)
+        kwargs.setdefault("resume", "allow")
     return WandbLogger(project=project, name=name, group=group, tags=list(tags),
                        save_dir=save_dir, offline=mode == "offline",
                        mode=None if mode == "offline" else mode, **kwargs)

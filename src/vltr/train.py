@@ -28,6 +28,7 @@ from vltr.config import validate_config
 from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
+from vltr.resume import RandomStateInCheckpoint, resolve_ckpt_path
 from vltr.warnings_filter import quiet_known_warnings
 
 log = logging.getLogger("vltr.train")
@@ -75,6 +76,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> dict[str, Any]:
+    # "last": this run directory's last.ckpt; a missing one fails here, in one line
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), _checkpoint_dir(cfg, output_dir))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     info = datamodule.info()
@@ -85,13 +88,14 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
     loggers = build_loggers(cfg.get("logger"))
     callbacks = build_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks += [RunConfigInCheckpoint(resolved), PerClassAPWriter(str(output_dir), info)]
+    callbacks += [RunConfigInCheckpoint(resolved), PerClassAPWriter(str(output_dir), info),
+                  RandomStateInCheckpoint()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(_flat_hparams(resolved))
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         result: dict[str, Any] = {"best_ckpt": None, "val": {}, "test": {}, "info": info}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
@@ -107,6 +111,13 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
         return result
     finally:
         finish_wandb()
+
+
+def _checkpoint_dir(cfg: DictConfig, output_dir: Path) -> Path:
+    """Where the checkpoint callback writes (``last.ckpt`` included)."""
+    node = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    dirpath = node.get("dirpath") if node is not None else None
+    return Path(dirpath) if dirpath else output_dir / "checkpoints"
 
 
 def _load_weights(model: L.LightningModule, path: str) -> None:
