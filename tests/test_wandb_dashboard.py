@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vltr.conf import run_group, run_tags
+from vltr.conf import imbalance_ratio, run_group, run_tags
 from vltr.loggers import read_wandb_offline_run
 
 from conftest import TINY_OVERRIDES, TINY_SYNTH, run_cli
@@ -35,12 +35,14 @@ def test_group_and_tag_resolvers() -> None:
     assert run_group(None, "/x/multiruns/2024-01-01_00-00-00", "train-videolt") == "train-videolt"
     assert run_group("RunMode.RUN", "/x/multiruns/s1", "train-videolt") == "train-videolt"
     assert run_group("RunMode.MULTIRUN", "/x/multiruns/s1", "train-videolt") == "s1"
-    tags = run_tags(["mine", "dataset:videolt"], "videolt", "cbs", "netvlad", "base", None)
+    tags = run_tags(["mine", "dataset:videolt"], "videolt", "cbs", "netvlad", "base", "natural")
     assert tags == ["dataset:videolt", "strategy:cbs", "aggregator:netvlad", "method:base",
                     "ir:natural", "mine"]
     assert "ir:0.05" in run_tags([], "minikinetics200", "bce", "nonlinear", "base", 0.05)
-    # the synthetic dataset's generated ratio when no subsampling ratio is set
-    assert "ir:0.01" in run_tags([], "synthetic", "bce", "nonlinear", "base", None, 0.01)
+    # dataset.imbalance_ratio first, else the synthetic dataset's generated ratio
+    assert imbalance_ratio(0.05, 0.01) == 0.05
+    assert imbalance_ratio(None, 0.01) == 0.01
+    assert imbalance_ratio(None, None) == "natural"
 
 
 def test_single_run_dashboard_data(tmp_path: Path) -> None:
@@ -55,6 +57,11 @@ def test_single_run_dashboard_data(tmp_path: Path) -> None:
     assert run["run"]["name"] == "synthetic-synthetic-nonlinear-bce"
     assert run["run"]["tags"] == ["dataset:synthetic", "strategy:bce", "aggregator:nonlinear",
                                   "method:base", "ir:0.5", "dash"]
+    # the same choices as config keys, which W&B can group by
+    assert run["config"]["run"] == {"dataset": "synthetic", "features": "synthetic",
+                                    "aggregator": "nonlinear", "strategy": "bce",
+                                    "method": "base", "experiment": None,
+                                    "imbalance_ratio": 0.5}
 
     # per-epoch head/medium/tail curves (one row per fit epoch, plus the explicit validate)
     for key in ("val/mAP", "val/mAP_head", "val/mAP_medium", "val/mAP_tail"):

@@ -179,6 +179,8 @@ def read_wandb_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             r = record.run
             out["run"] = {"id": r.run_id, "name": r.display_name, "project": r.project,
                           "group": r.run_group, "tags": list(r.tags)}
+            for i in r.config.update:  # wandb.init(config=...)
+                out["config"][key_of(i)] = json.loads(i.value_json)
         elif kind == "history":
             out["history"].append({key_of(i): json.loads(i.value_json)
                                    for i in record.history.item})

@@ -28,25 +28,28 @@ def run_group(mode: Any, sweep_dir: str, single: str) -> str:
     return str(single)
 
 
+def imbalance_ratio(subsample_ratio: float | None, synthetic_ratio: float | None = None) -> Any:
+    """The run's imbalance ratio for dashboards: ``dataset.imbalance_ratio`` (the MOVE
+    subsampling that imbalance sweeps vary) when set, else the synthetic dataset's generated
+    ratio when there is one, else ``"natural"`` (the store's train split as it is)."""
+    ratio = subsample_ratio if subsample_ratio is not None else synthetic_ratio
+    return float(ratio) if ratio is not None else "natural"
+
+
 def run_tags(
     user_tags: Iterable[str] | None,
     dataset: str | None,
     strategy: str | None,
     aggregator: str | None,
     method: str | None,
-    imbalance_ratio: float | None,
-    synthetic_ratio: float | None = None,
+    ratio: Any,
 ) -> list[str]:
-    """W&B tags ``dataset:``, ``strategy:``, ``aggregator:``, ``method:``, ``ir:`` plus the
-    user's ``tags``, so dashboards can filter and group runs by what they compare.
-
-    ``ir:`` is ``dataset.imbalance_ratio`` (the MOVE subsampling that imbalance sweeps vary);
-    when that is null, the synthetic dataset's generated ratio if there is one, else
-    ``natural`` (the store's train split as it is).
-    """
-    ratio = imbalance_ratio if imbalance_ratio is not None else synthetic_ratio
+    """W&B tags ``dataset:``, ``strategy:``, ``aggregator:``, ``method:``, ``ir:`` (the value
+    of :func:`imbalance_ratio`) plus the user's ``tags``, so dashboards can filter runs by what
+    they compare."""
+    ir = f"{float(ratio):g}" if isinstance(ratio, (int, float)) else str(ratio)
     auto = [f"dataset:{dataset}", f"strategy:{strategy}", f"aggregator:{aggregator}",
-            f"method:{method}", f"ir:{float(ratio):g}" if ratio is not None else "ir:natural"]
+            f"method:{method}", f"ir:{ir}"]
     user = [str(t) for t in (user_tags or [])]
     return auto + [t for t in user if t not in auto]
 
@@ -54,3 +57,4 @@ def run_tags(
 OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=True)
 OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
+OmegaConf.register_new_resolver("vltr.imbalance_ratio", imbalance_ratio, replace=True)
