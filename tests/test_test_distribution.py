@@ -3,8 +3,12 @@ eval.test_distribution=...`` (end to end on a tiny trained checkpoint)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from vltr.data.longtail import exponential_profile, group_masks
 from vltr.errors import ConfigError
@@ -18,6 +22,8 @@ from vltr.evaluation.resample import (
 )
 from vltr.methods.medc import reversed_frequencies
 from vltr.metrics import summarize
+
+from conftest import TINY_OVERRIDES, run_cli
 
 KEYS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
 
@@ -51,8 +57,6 @@ def test_target_distributions_and_inverse_is_medc_resort() -> None:
     np.testing.assert_allclose(uni, 0.2)
     np.testing.assert_allclose(lt, counts / counts.sum())
     # the rarest class gets the head's frequency: MEDC's resort, reused, not re-derived
-    import torch
-
     np.testing.assert_allclose(inv, reversed_frequencies(torch.as_tensor(lt)).numpy())
     np.testing.assert_allclose(inv, counts[::-1] / counts.sum())
 
@@ -127,3 +131,75 @@ def test_parse_distributions() -> None:
     assert parse_distributions(["uniform", "inverse", "uniform"]) == ["uniform", "inverse"]
     with pytest.raises(ConfigError, match="unknown distribution 'balanced'"):
         parse_distributions(["uniform", "balanced"])
+
+
+# -- end to end: vltr-train a tiny model, then vltr-eval eval.test_distribution=[...]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("train")
+    base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    proc = run_cli(["vltr-train", f"paths.root_dir={root}", *base, "trainer.max_epochs=4",
+                    "logger=none", "callbacks.model_checkpoint.save_last=false"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (root / "logs" / "train" / "runs").iterdir()
+    return root, json.loads((out / "metrics.json").read_text())["best_ckpt"]
+
+
+def test_eval_test_distributions_end_to_end(checkpoint: tuple[Path, str]) -> None:
+    root, ckpt = checkpoint
+    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
+                    "trainer.enable_progress_bar=false", "eval.test_distribution=[uniform,inverse]",
+                    "eval.resample_repeats=3", "eval.seed=1",
+                    f"hydra.run.dir={root / 'eval'}"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    block = metrics["test_distribution"]
+    assert list(block) == ["uniform", "inverse"]
+    for name, values in block.items():
+        assert set(values) == {*KEYS, *(f"{k}_std" for k in KEYS)}, name
+        assert 0.0 <= values["mAP"] <= 1.0 and values["mAP_std"] >= 0.0
+    assert metrics["test_distribution_settings"]["repeats"] == 3
+    # one row per distribution in the printed table
+    assert "| uniform" in proc.stdout and "| inverse" in proc.stdout
+    # the plain test metrics are unchanged by the resampling
+    assert set(metrics["test"]) >= set(KEYS)
+
+    # the same numbers as the pure function on predictions computed here, independently
+    from vltr.builders import build_datamodule, build_module
+    from vltr.evaluate import load_run_config
+
+    run_cfg = load_run_config(ckpt)
+    dm = build_datamodule(run_cfg)
+    info = dm.info()
+    model = build_module(run_cfg, info)
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    model.eval()
+    dm.setup("test")
+    scores, targets = [], []
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            scores.append(model(batch.features, batch.mask))
+            targets.append(batch.targets)
+    expected = resampled_metrics(torch.cat(scores).numpy(), torch.cat(targets).numpy(),
+                                 info.class_counts, info.groups, ["uniform", "inverse"],
+                                 repeats=3, seed=1)
+    for name in expected:
+        for key, value in expected[name].items():
+            assert block[name][key] == pytest.approx(value, abs=1e-5), (name, key)
+
+
+def test_eval_unknown_distribution_is_one_line(checkpoint: tuple[Path, str]) -> None:
+    root, ckpt = checkpoint
+    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
+                    "eval.test_distribution=[uniform,balanced]"], cwd=root)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "vltr-eval: error: eval.test_distribution: unknown distribution 'balanced' "
+        "(choose from uniform, longtailed, inverse, or null)")
+    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
+                    "+eval.test_distributions=uniform"], cwd=root)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("vltr-eval: error: ") and "eval.test_distributions" in last, last

@@ -79,10 +79,24 @@ class TrainSchema:
 
 
 @dataclass
+class EvalOptionsSchema:
+    """``vltr-eval``'s ``eval.*``: the test split resampled to other class distributions
+    (:mod:`vltr.evaluation.resample`; names are checked there, in one line)."""
+
+    # null (the split as it is), one of uniform/longtailed/inverse, or a list of them
+    test_distribution: Any = None
+    resample_repeats: int = 5
+    # videos per resampled set; null = the test split's size
+    resample_size: int | None = None
+    seed: int = 0
+
+
+@dataclass
 class EvalSchema:
     task_name: str = "eval"
     ckpt_path: str = "???"
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    eval: EvalOptionsSchema = field(default_factory=EvalOptionsSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
     features: Any = None
     dataset: Any = None

@@ -4,6 +4,12 @@ The checkpoint carries its run's resolved config (model, strategy, dataset), so 
 needed. ``dataset=...`` (and ``features=...``) evaluate the same model on another store with
 the same classes. Writes ``metrics.json`` and ``per_class_ap_{split}.csv`` to the eval run's
 output directory.
+
+``eval.test_distribution=uniform|longtailed|inverse`` (or a list) also scores the test
+predictions under those class distributions, by resampling the test split
+(:mod:`vltr.evaluation.resample`, docs/evaluation.md): the predictions are computed once, by the
+test loop; ``metrics.json`` gets a ``test_distribution`` block ``{name: {metric: mean,
+metric_std: std}}`` and the printed table a row per distribution.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ from typing import Any
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from vltr.builders import build_datamodule, build_module
-from vltr.callbacks import PerClassAPWriter
+from vltr.callbacks import PerClassAPWriter, ResampledTestMetrics
 from vltr.cli import format_table, user_errors
 from vltr.config import EvalSchema, validate_config
 from vltr.errors import ConfigError, StoreError
+from vltr.evaluation.resample import parse_distributions
 from vltr.io import write_json_atomic
 from vltr.warnings_filter import quiet_known_warnings
 
@@ -47,6 +54,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate_config(cfg, EvalSchema)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: vltr-eval ckpt_path=PATH/TO/checkpoint.ckpt")
+    options = _resample_options(cfg)
     run_cfg = load_run_config(cfg.ckpt_path)
     output_dir = Path(cfg.paths.output_dir)
     with open_dict(run_cfg):
@@ -63,8 +71,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(run_cfg)
     info = datamodule.info()
     model = build_module(run_cfg, info)
-    trainer = instantiate(run_cfg.trainer, logger=False,
-                          callbacks=[PerClassAPWriter(str(output_dir), info)])
+    callbacks: list[Any] = [PerClassAPWriter(str(output_dir), info)]
+    if options["distributions"]:
+        callbacks.append(ResampledTestMetrics(info, options["distributions"], options["repeats"],
+                                              options["seed"], options["size"]))
+    trainer = instantiate(run_cfg.trainer, logger=False, callbacks=callbacks)
+    resampled: dict[str, dict[str, float]] = {}
     results: dict[str, Any] = {}
     for split in cfg.splits:
         if split == "val":
@@ -78,12 +90,56 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         prefix = f"{split}/"
         results[split] = {k[len(prefix):]: float(v) for r in out for k, v in r.items()
                           if k.startswith(prefix)}
+        if split == "test":
+            resampled = _resampled_results(out, options["distributions"])
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json",
-                          {"ckpt_path": str(cfg.ckpt_path), "dataset": info.name, **results})
-        print(f"\n{info.name} ({cfg.ckpt_path})\n{format_table(results)}\n"
-              f"outputs: {output_dir}", flush=True)
+        extra: dict[str, Any] = {}
+        table = format_table(results)
+        if resampled:
+            extra = {"test_distribution": resampled, "test_distribution_settings": {
+                "repeats": options["repeats"], "seed": options["seed"],
+                "size": options["size"], "primary_class": "rarest positive by training count"}}
+            size = f"{options['size']} videos" if options["size"] else "the split's size"
+            table += (f"\n\ntest split resampled to class distributions (mean of "
+                      f"{options['repeats']} sets of {size}; std in metrics.json)\n"
+                      + format_table(resampled))
+        write_json_atomic(output_dir / "metrics.json", {"ckpt_path": str(cfg.ckpt_path),
+                                                        "dataset": info.name, **results, **extra})
+        print(f"\n{info.name} ({cfg.ckpt_path})\n{table}\noutputs: {output_dir}", flush=True)
+    if resampled:
+        results["test_distribution"] = resampled
     return results
+
+
+def _resample_options(cfg: DictConfig) -> dict[str, Any]:
+    """``eval.*`` checked before anything is built (bad values: one line, exit 2)."""
+    opts = cfg.get("eval") or {}
+    value = opts.get("test_distribution")
+    if isinstance(value, ListConfig):
+        value = list(value)
+    distributions = parse_distributions(value)
+    repeats, size = int(opts.get("resample_repeats", 5)), opts.get("resample_size")
+    if distributions and "test" not in cfg.splits:
+        raise ConfigError("eval.test_distribution resamples the test split: add test to splits")
+    if repeats < 1:
+        raise ConfigError(f"eval.resample_repeats: must be >= 1, got {repeats}")
+    if size is not None and int(size) < 1:
+        raise ConfigError(f"eval.resample_size: must be >= 1 or null, got {size}")
+    return {"distributions": distributions, "repeats": repeats, "seed": int(opts.get("seed", 0)),
+            "size": None if size is None else int(size)}
+
+
+def _resampled_results(out: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
+    """``{name: {metric: value}}`` from ``test_distribution/<name>/<metric>`` logged values,
+    in the order the distributions were asked for."""
+    prefix = f"{ResampledTestMetrics.PREFIX}/"
+    found: dict[str, dict[str, float]] = {}
+    for r in out:
+        for key, value in r.items():
+            if key.startswith(prefix):
+                name, metric = key[len(prefix):].split("/", 1)
+                found.setdefault(name, {})[metric] = float(value)
+    return {name: found[name] for name in names if name in found}
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
