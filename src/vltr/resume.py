@@ -25,6 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
 from vltr.errors import StoreError
@@ -132,7 +133,9 @@ class RandomStateInCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         state = checkpoint.get(self.KEY)  # absent in checkpoints of older runs
-        if state is None:
+        # Lightning also calls this when validate/test load a checkpoint: they draw nothing
+        # that matters, so the process's generators are left alone there
+        if state is None or trainer.state.fn != TrainerFn.FITTING:
             return
         _set_rng_states(_unplain(state["global"]))
         # datamodule.setup() has run (Lightning calls it before restoring the checkpoint)
