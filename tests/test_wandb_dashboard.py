@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,19 @@ def test_multirun_jobs_share_the_sweep_group_as_separate_runs(tmp_path: Path) ->
         metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
         assert r["summary"]["test/mAP"] == pytest.approx(metrics["test"]["mAP"])
         assert "class_report/per_class_ap" in r["tables"]
+
+
+def test_auto_mode_without_a_key_runs_offline(tmp_path: Path) -> None:
+    # logger.wandb.mode=auto with no key must write an offline run, not ask for a login
+    # (W&B ignores WANDB_MODE set after its settings were loaded by the credentials check)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), WANDB_SILENT="true", OMP_NUM_THREADS="1")
+    code = ("from vltr.loggers import wandb_logger, finish_wandb\n"
+            f"lg = wandb_logger(project='t', save_dir={str(tmp_path)!r}, mode='auto')\n"
+            "print(lg.experiment.settings.mode)\n"
+            "finish_wandb()\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "offline"
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1

@@ -88,9 +88,11 @@ def wandb_logger(
 
         kwargs["id"] = wandb_run_id(save_dir)
         kwargs.setdefault("resume", "allow")
+    # mode goes to wandb.init explicitly, "offline" too: Lightning's offline flag only sets
+    # WANDB_MODE, which W&B ignores once its settings are loaded (wandb_has_credentials loads
+    # them), and the run would then ask for a login
     return WandbLogger(project=project, name=name, group=group, tags=list(tags),
-                       save_dir=save_dir, offline=mode == "offline",
-                       mode=None if mode == "offline" else mode, **kwargs)
+                       save_dir=save_dir, offline=mode == "offline", mode=mode, **kwargs)
 
 
 def finish_wandb() -> None:
