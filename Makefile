@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-vltr
 TORCH   ?= torch==2.13.0
 ARGS    ?=
 
-.PHONY: install train test test-fast bench lint format clean
+.PHONY: install train test test-fast bench lint format clean notebooks
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ train: $(STAMP)
 ## the test suite (CPU, no GPU needed)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(ARGS)
+
+## executes notebooks/*.ipynb (on logs/ and data/) into logs/notebooks/, with outputs
+notebooks: $(STAMP)
+	$(BIN)/python -m vltr.analysis.execute notebooks/*.ipynb --out logs/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python bench/stream.py

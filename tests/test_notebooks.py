@@ -3,32 +3,20 @@ without outputs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
+from vltr.analysis.execute import execute_notebook
+from vltr.analysis.execute import main as run_notebooks
 from vltr.data.store import FeatureStore
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def execute(name: str, cwd: Path, env: dict[str, str]) -> nbformat.NotebookNode:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits the test's environment
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(cwd)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return nb
+    return execute_notebook(NOTEBOOKS / name, cwd=cwd, env=env, timeout=300)
 
 
 def outputs_of_type(nb: nbformat.NotebookNode, output_type: str) -> list[dict]:
@@ -48,9 +36,16 @@ def test_committed_notebooks_have_no_outputs() -> None:
 
 
 @pytest.mark.e2e
-def test_dataset_notebook(tiny_store: Path, tmp_path: Path) -> None:
-    nb = execute("01_longtail_dataset.ipynb", tmp_path,
-                 {"VLTR_STORE": str(tiny_store), "VLTR_HEAD_MIN": "30", "VLTR_TAIL_MAX": "10"})
+def test_dataset_notebook_through_the_runner(tiny_store: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"VLTR_STORE": str(tiny_store), "VLTR_HEAD_MIN": "30",
+                       "VLTR_TAIL_MAX": "10"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    source = (NOTEBOOKS / "01_longtail_dataset.ipynb").read_bytes()
+    assert run_notebooks([str(NOTEBOOKS / "01_longtail_dataset.ipynb"), "--out", "out"]) == 0
+    assert (NOTEBOOKS / "01_longtail_dataset.ipynb").read_bytes() == source  # untouched
+    nb = nbformat.read(tmp_path / "out" / "01_longtail_dataset.ipynb", as_version=4)
     text = str(outputs_of_type(nb, "execute_result")[0]["data"]["text/plain"])
     assert "'num_classes': 10" in text and "'imbalance_ratio': 0.1" in text
     shown = outputs_of_type(nb, "display_data")
