@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -367,3 +369,25 @@ def test_synthetic_store_imbalance_ratio(tiny_store: Path) -> None:
                        minlength=10).tolist() == [60, 38, 25, 16, 10, 6, 4, 2, 1, 1]
     assert dm.info().class_counts.sum() >= len(kept) == 163
     assert len(dm.train_dataloader()) == 11  # ceil(163 / 16)
+
+
+@pytest.mark.e2e
+def test_videolt_stand_in_release_imports(tmp_path: Path) -> None:
+    """scripts/make_videolt_release.py (the README's runnable walkthrough) writes the release
+    layout the videolt importer reads: variable lengths, 2048 dims, multi-label lists."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_videolt_release.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "rel"),
+                           "--num-classes", "4", "--n-max", "8"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lengths = [np.load(f, mmap_mode="r").shape for f in (tmp_path / "rel" /
+                                                         "ResNet101-feature").glob("*.npy")]
+    assert {d for _, d in lengths} == {2048} and min(t for t, _ in lengths) < 60
+    out = tmp_path / "videolt-resnet101.h5"
+    proc = run_cli(["vltr-data", "import", "videolt", "--features",
+                    str(tmp_path / "rel" / "ResNet101-feature"), "--lists",
+                    str(tmp_path / "rel" / "labels"), "--backbone", "resnet101", "--out",
+                    str(out), "--no-progress"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    store = FeatureStore(out, expected_dim=2048, expected_frames=150)
+    assert store.num_videos == len(lengths) and store.num_classes == 4
