@@ -66,6 +66,46 @@ def test_slurm_launcher_follows_the_trainer(compose_with_hydra) -> None:
     validate_config(task_part(cfg))  # every trainer key is a Trainer argument
 
 
+def test_slurm_launcher_writes_the_expected_sbatch_script(
+    compose_with_hydra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin's own launch(), up to the point where it would call sbatch: the script it
+    submits asks for what Lightning's SLURMEnvironment then checks (tasks per node = devices)."""
+    import shutil
+
+    import submitit
+    import submitit.slurm.slurm as submitit_slurm
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    cfg = compose_with_hydra("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4",
+                             "trainer.num_nodes=2", "hydra.launcher.partition=gpu",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    which = shutil.which
+    monkeypatch.setattr(submitit_slurm.shutil, "which",  # no cluster here: pretend srun exists
+                        lambda name, *a, **k: "/usr/bin/srun" if name == "srun" else which(name))
+
+    class Submitted(Exception):
+        pass
+
+    def capture(self: submitit.AutoExecutor, fn: object, *args: object) -> None:
+        raise Submitted(self._executor._make_submission_file_text("COMMAND", "uid")
+                        + f"\n# jobs {len(args[0])}, array_parallelism "
+                        f"{self._executor.parameters.get('array_parallelism')}")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", capture)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    launcher = SlurmLauncher(**{k: v for k, v in params.items() if k != "_target_"})
+    launcher.setup(hydra_context=None, task_function=None, config=cfg)  # type: ignore[arg-type]
+    with pytest.raises(Submitted) as submitted:
+        launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
+    script = str(submitted.value)
+    for line in ("#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --nodes=2",
+                 "#SBATCH --time=1440", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB",
+                 "#SBATCH --partition=gpu", "# jobs 2, array_parallelism 16"):
+        assert line in script.splitlines(), (line, script)
+    assert "srun" in script and "COMMAND" in script  # one srun: one process per task
+
+
 def test_slurm_launcher_defaults_to_one_task(compose_with_hydra) -> None:
     cfg = compose_with_hydra("hydra/launcher=slurm")
     assert cfg.trainer.devices == 1
