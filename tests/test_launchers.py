@@ -5,6 +5,7 @@ executor (the same submit/pickle/collect path as SLURM, without a cluster)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +136,23 @@ def test_optuna_study_configs(compose_with_hydra, study: str, experiment: str) -
     # the monitored metric switches with one override
     assert compose_with_hydra(f"hparams_search={study}", "monitor=val/mAP_tail").monitor == (
         "val/mAP_tail")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif("VLTR_ROOT" in os.environ, reason="the default paths are under test")
+def test_multirun_with_default_paths(tmp_path: Path) -> None:
+    # no paths.root_dir, no hydra.sweep.dir: the sweep directory hangs off ${hydra:runtime.cwd},
+    # which Hydra only resolves inside jobs unless vltr.hydra_callbacks sets it up first
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    proc = run_cli(["vltr-train", "-m", *overrides, "debug=fast", "logger=none", "seed=0,1"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    for job in (0, 1):
+        metrics = json.loads((sweeps[0] / str(job) / "metrics.json").read_text())
+        assert metrics["best_ckpt"].startswith(str(sweeps[0] / str(job)))  # absolute paths
+    assert list((tmp_path / "data").glob("synthetic-*.h5"))
 
 
 @pytest.mark.e2e
