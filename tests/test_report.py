@@ -96,6 +96,16 @@ def test_sweep_table_is_ratio_by_method(tmp_path: Path) -> None:
     assert float(parsed[2]["move"]) == pytest.approx(1.1)
 
 
+def test_sweep_jobs_in_numeric_order_and_empty_groups_shown_as_na(tmp_path: Path) -> None:
+    for job in (2, 10, 1):
+        fake_run(tmp_path / str(job), strategy=f"s{job}", value=float("nan") if job == 10
+                 else 0.5)
+    assert [p.name for p in find_run_dirs([tmp_path])] == ["1", "2", "10"]
+    rows = method_table(load_runs([tmp_path]), "val")
+    assert [r["method"] for r in rows] == ["s1", "s2", "s10"]
+    assert "| s10 | nonlinear | n/a |" in to_markdown(rows)
+
+
 def test_stage_directories_are_part_of_their_run(tmp_path: Path) -> None:
     run = fake_run(tmp_path / "meid", method="meid")
     fake_run(run / "stage1", method="meid")

@@ -92,9 +92,14 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             p = p.parent
         for marker in ("metrics.json", "failed.json"):
             found.update(m.parent for m in p.rglob(marker))
-    # a run's stage<k>/ directories have their own metrics.json: keep only the outermost
-    runs = sorted(found)
+    # a run's stage<k>/ directories have their own metrics.json: keep only the outermost.
+    # Natural order: a sweep's job 10 comes after job 9 (Hydra's order of the sweep's values)
+    runs = sorted(found, key=_natural_key)
     return [r for r in runs if not any(a in found for a in r.parents)]
+
+
+def _natural_key(path: Path) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.parts]
 
 
 def _hydra_choices(run_dir: Path) -> dict[str, Any]:

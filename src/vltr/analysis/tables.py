@@ -91,6 +91,8 @@ def _fmt(value: Any, std: float | None = None) -> str:
     if value is None:
         return "failed"
     if isinstance(value, float):
+        if math.isnan(value):  # e.g. tail mAP when no class has that few training videos
+            return "n/a"
         text = f"{value:.3f}"
         return f"{text} ± {std:.3f}" if std else text
     return str(value)
