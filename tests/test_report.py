@@ -20,6 +20,7 @@ from vltr.analysis import (
     to_csv,
     to_markdown,
 )
+from vltr.analysis.runs import latest_sweep
 from vltr.errors import StoreError
 from vltr.report import build_report
 
@@ -108,9 +109,13 @@ def test_sweep_jobs_in_numeric_order_and_empty_groups_shown_as_na(tmp_path: Path
 
 def test_stage_directories_are_part_of_their_run(tmp_path: Path) -> None:
     run = fake_run(tmp_path / "meid", method="meid")
-    fake_run(run / "stage1", method="meid")
-    fake_run(run / "stage2", method="meid")
+    for k, ap in ((1, 0.25), (2, 0.75)):
+        fake_run(run / f"stage{k}", method="meid")
+        (run / f"stage{k}" / "per_class_ap_test.csv").write_text(
+            f"class_index,class_name,train_count,group,ap\n0,c0,5,tail,{ap}\n")
     assert find_run_dirs([tmp_path]) == [run]
+    # the run's per-class AP is its last stage's
+    assert [r["ap"] for r in load_per_class(load_run(run))] == [0.75]
 
 
 def test_missing_path_and_empty_folder_are_one_line_errors(tmp_path: Path) -> None:
@@ -155,3 +160,15 @@ def test_tiny_sweep_report(tiny_sweep: Path, tmp_path: Path) -> None:
     assert len(methods) == 6  # (bce, focal) x (0.2, 1.0, failed 2.0)
     text2, _ = build_report([str(tiny_sweep)], split="val", metrics=["acc1"])
     assert "## acc1 by imbalance ratio (val)" in text2
+
+
+def test_latest_sweep_is_the_newest_multirun_anywhere_under_logs(tmp_path: Path) -> None:
+    import os
+
+    with pytest.raises(StoreError, match="no multirun"):
+        latest_sweep(tmp_path)
+    for i, sub in enumerate(("logs/train/multiruns/a", "logs/ir_sweep", "logs/old")):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "multirun.yaml").write_text("{}")
+        os.utime(tmp_path / sub / "multirun.yaml", (100 + i, 100 + (i if i < 2 else -50)))
+    assert latest_sweep(tmp_path) == tmp_path / "logs" / "ir_sweep"

@@ -13,6 +13,7 @@ from vltr.analysis.dataset import ClassDistribution
 from vltr.analysis.runs import RunResult, load_per_class
 from vltr.analysis.tables import method_table
 from vltr.data.longtail import GROUP_NAMES
+from vltr.errors import StoreError
 
 GROUP_COLORS = {"head": "tab:blue", "medium": "tab:orange", "tail": "tab:red"}
 
@@ -57,7 +58,10 @@ def plot_ap_vs_count(runs: Sequence[RunResult], split: str = "test", ax: Any = N
     """Per-class AP against the class's training count (log x), one series per run."""
     ax = _axes(ax)
     for run in runs:
-        rows = load_per_class(run, split)
+        try:
+            rows = load_per_class(run, split)
+        except StoreError:  # a run evaluated without that split (test=false): nothing to plot
+            continue
         ax.scatter([r["train_count"] for r in rows], [r["ap"] for r in rows], s=12,
                    alpha=0.7, label=f"{run.label}/{run.aggregator}")
     ax.set_xscale("log")

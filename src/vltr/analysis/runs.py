@@ -69,14 +69,15 @@ def project_root() -> Path:
     return cwd.parent if cwd.name == "notebooks" else cwd
 
 
-def latest_sweep(root: str | Path, task: str = "train") -> Path:
-    """The most recent multirun directory of ``task`` under ``root/logs`` (Hydra's default
-    layout, ``conf/hydra/default.yaml``)."""
-    base = Path(root) / "logs" / task / "multiruns"
-    sweeps = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+def latest_sweep(root: str | Path) -> Path:
+    """The most recently written multirun directory under ``root/logs`` (any sweep directory:
+    Hydra writes ``multirun.yaml`` into each), e.g. ``logs/train/multiruns/<timestamp>`` or a
+    ``hydra.sweep.dir`` of the user's."""
+    base = Path(root) / "logs"
+    sweeps = [p.parent for p in base.rglob("multirun.yaml")] if base.is_dir() else []
     if not sweeps:
         raise StoreError(f"{base}: no multirun yet (run vltr-train -m ...)")
-    return sweeps[-1]
+    return max(sweeps, key=lambda p: (p / "multirun.yaml").stat().st_mtime)
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
@@ -176,11 +177,18 @@ def load_runs(paths: Iterable[str | Path]) -> list[RunResult]:
 
 
 def load_per_class(run: RunResult | str | Path, split: str = "test") -> list[dict[str, Any]]:
-    """Rows of ``per_class_ap_{split}.csv``: class_index, class_name, train_count, group, ap."""
+    """Rows of ``per_class_ap_{split}.csv``: class_index, class_name, train_count, group, ap.
+
+    A multi-stage run (MEID) keeps them in its stage directories: the last stage's are the
+    run's (its result is the last stage's)."""
     run_dir = run.path if isinstance(run, RunResult) else Path(run)
-    path = run_dir / f"per_class_ap_{split}.csv"
+    name = f"per_class_ap_{split}.csv"
+    path = run_dir / name
     if not path.is_file():
-        raise StoreError(f"{path}: no per-class AP file for split {split!r}")
+        stages = sorted((p for p in run_dir.glob(f"stage*/{name}")), key=_natural_key)
+        if not stages:
+            raise StoreError(f"{path}: no per-class AP file for split {split!r}")
+        path = stages[-1]
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return [{"class_index": int(r["class_index"]), "class_name": r["class_name"],
