@@ -104,5 +104,5 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric: str = "mAP", ax: Any =
     ax.set_xscale("log")
     ax.set_xlabel("imbalance ratio (n_min / n_max)")
     ax.set_ylabel(metric)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize="small")  # inside: notebooks put two of these side by side
     return ax
