@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
 from vltr.cli import find_user_error, format_table, one_line, user_errors
+from vltr.conf import imbalance_ratio
 from vltr.config import validate_config
 from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
@@ -161,7 +162,11 @@ def run_description(cfg: DictConfig) -> dict[str, Any]:
         if hc.mode == RunMode.MULTIRUN:
             desc["sweep_dir"] = str(hc.sweep.dir)
             desc["job_num"] = int(hc.job.num)
-    desc["imbalance_ratio"] = cfg.dataset.get("imbalance_ratio")
+    # the same ratio W&B tags (ir:...): the load-time subsampling, else a synthetic dataset's
+    # generated ratio; None for a store's own split
+    ratio = imbalance_ratio(OmegaConf.select(cfg, "dataset.imbalance_ratio"),
+                            OmegaConf.select(cfg, "dataset.synthetic.imbalance_ratio"))
+    desc["imbalance_ratio"] = None if ratio == "natural" else ratio
     desc["seed"] = cfg.get("seed")
     desc["max_epochs"] = cfg.trainer.get("max_epochs")
     return desc
