@@ -151,57 +151,146 @@ def _mask(b: int, t: int) -> torch.Tensor:
     return m
 
 
-@pytest.mark.parametrize("residual,gating", [(True, False), (False, True)])
-def test_netvlad_equals_eq_2_3_loop(residual: bool, gating: bool) -> None:
+def _randomise_batch_norms(module: nn.Module) -> None:
+    """Non-trivial running statistics and affine parameters (eval-mode formula checks)."""
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm1d):
+            with torch.no_grad():
+                bn.running_mean.normal_()
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.normal_()
+
+
+def _bn(bn: nn.BatchNorm1d | None, v: torch.Tensor) -> torch.Tensor:
+    if bn is None:
+        return v
+    return (v - bn.running_mean) / (bn.running_var + bn.eps).sqrt() * bn.weight + bn.bias
+
+
+@pytest.mark.parametrize(
+    "residual,batch_norm,cluster_gate",
+    [(True, False, False), (True, True, False), (False, True, True)],
+)
+def test_netvlad_equals_eq_2_3_loop(residual: bool, batch_norm: bool, cluster_gate: bool) -> None:
     torch.manual_seed(0)
     b, t, d, k = 2, 5, 3, 4
-    agg = NetVLAD(d, num_clusters=k, hidden_dim=6, residual=residual, gating=gating).double()
+    agg = NetVLAD(d, num_clusters=k, hidden_dim=6, residual=residual, batch_norm=batch_norm,
+                  cluster_gate=cluster_gate).double().eval()
+    _randomise_batch_norms(agg)
     assert (agg.centroids is not None) == residual
     x, mask = torch.randn(b, t, d, dtype=torch.float64), _mask(b, t)
     w, bias = agg.assign.weight, agg.assign.bias
+    assert (bias is None) == batch_norm  # the BatchNorm of the logits replaces b_k
     expected = []
     for i in range(b):
         v = torch.zeros(k, d, dtype=torch.float64)
         for s in range(t):
             if not mask[i, s]:
                 continue
-            logits = torch.stack([w[j] @ x[i, s] + bias[j] for j in range(k)])
+            xs = _bn(agg.input_bn, x[i, s])
+            logits = torch.stack([w[j] @ xs + (bias[j] if bias is not None else 0.0)
+                                  for j in range(k)])
+            logits = _bn(agg.assign_bn, logits)
             a = logits.exp() / logits.exp().sum()  # eq. 3
             for j in range(k):
                 mu = agg.centroids[j] if residual else 0.0
-                v[j] += a[j] * (x[i, s] - mu)  # eq. 2 (without mu: NetVLAGD)
+                v[j] += a[j] * (xs - mu)  # eq. 2 (without mu: NetVLAGD)
+        if cluster_gate:
+            v = v * torch.sigmoid(agg.cluster_gate)
         v = torch.stack([v[j] / v[j].norm() for j in range(k)])  # intra-normalisation
         v = v.flatten() / v.flatten().norm()
         h = agg.fc(v)
-        if gating:
-            h = torch.sigmoid(agg.gate.gate(h)) * h
+        if batch_norm:
+            h = _bn(agg.hidden_bn, h).clamp(0.0, 6.0)  # BatchNorm + ReLU6
         expected.append(h)
     torch.testing.assert_close(agg(x, mask), torch.stack(expected))
+
+
+def test_netvlad_gated_is_the_released_netvlagd() -> None:
+    # LOUPE's NetVLAGD as VideoLT's NetVLADModel / MOVE's NetVLAD_Dynamic_Aggregator build it:
+    # input BatchNorm; bias-free assignment + BatchNorm on its logits; no centroids; a static
+    # [K, D] gate; bias-free hidden FC + BatchNorm (+ ReLU6); no context gating
+    k, h = 5, 12
+    agg = build("netvlad_gated")
+    shapes = {name: tuple(p.shape) for name, p in agg.named_parameters()}
+    assert shapes == {
+        "input_bn.weight": (D,), "input_bn.bias": (D,),
+        "assign.weight": (k, D),
+        "assign_bn.weight": (k,), "assign_bn.bias": (k,),
+        "cluster_gate": (k, D),
+        "fc.weight": (h, k * D),
+        "hidden_bn.weight": (h,), "hidden_bn.bias": (h,),
+    }
+    buffers = {name for name, _ in agg.named_buffers()}
+    assert {"input_bn.running_mean", "assign_bn.running_var", "hidden_bn.running_mean"} <= buffers
+    out = agg.train()(torch.randn(6, 9, D))
+    assert out.min() >= 0 and out.max() <= 6  # ReLU6
+
+
+@pytest.mark.parametrize("option", ["netvlad", "netvlad_gated", "nextvlad", "move_dual"])
+def test_batch_statistics_come_from_real_frames_only(option: str) -> None:
+    torch.manual_seed(0)
+    agg = build(option).train()
+    x = torch.randn(4, 10, D) + 3.0
+    mask = prefix_mask([10, 6, 3, 8], 10)
+    garbage = torch.where(mask.unsqueeze(-1), x, 1e3 * torch.randn_like(x))
+    twin = build(option).train()
+    twin.load_state_dict(agg.state_dict())
+    agg(x, mask)
+    twin(garbage, mask)
+    for (name, a), (_, b) in zip(agg.named_buffers(), twin.named_buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    # the input BatchNorm's running mean moved towards the mean of the real frames
+    bn = agg.netvlad.input_bn if option == "move_dual" else getattr(agg, "input_bn", None)
+    if bn is not None:
+        torch.testing.assert_close(bn.running_mean, bn.momentum * x[mask].mean(0))
+
+
+def _branch_scales(d: int, k: int, hidden: int, batch: int, frames: int) -> tuple[float, float]:
+    agg = MoveDualAggregator(d, num_heads=4, num_clusters=k, attentive_dim=hidden,
+                             codebook_dim=hidden).train()
+    x = torch.randn(batch, frames, d).relu()  # non-negative, like CNN features
+    with torch.no_grad():
+        return float(agg.self_attentive(x).std()), float(agg.codebook_attentive(x).std())
+
+
+@pytest.mark.parametrize("d,k,hidden", [(64, 16, 256), (2048, 64, 1024)])
+def test_move_dual_branches_have_comparable_scales(d: int, k: int, hidden: int) -> None:
+    # the synthetic size and VideoLT's (K * D = 131,072 inputs to f_phi): without the codebook
+    # branch's normalisation its output was 23x / 250x smaller than the attentive branch's
+    torch.manual_seed(0)
+    attentive, codebook = _branch_scales(d, k, hidden, batch=16, frames=12)
+    assert 0.5 <= attentive / codebook <= 2.0, (attentive, codebook)
 
 
 def test_nextvlad_equals_loop() -> None:
     torch.manual_seed(0)
     b, t, d, k, lam, g = 2, 4, 4, 3, 2, 4
-    agg = NeXtVLAD(d, num_clusters=k, expansion=lam, groups=g, hidden_dim=5).double()
-    x, mask = torch.randn(b, t, d, dtype=torch.float64), _mask(b, t)
-    gd = lam * d // g
-    expected = []
-    for i in range(b):
-        y = torch.zeros(k, gd, dtype=torch.float64)
-        for s in range(t):
-            if not mask[i, s]:
-                continue
-            xe = agg.expand(x[i, s])  # lambda N
-            alpha_g = torch.sigmoid(agg.group_attention(xe))  # [G]
-            logits = agg.assign(xe).view(g, k)
-            for gi in range(g):
-                a = logits[gi].exp() / logits[gi].exp().sum()  # softmax over clusters
-                xg = xe[gi * gd : (gi + 1) * gd]
-                for j in range(k):
-                    y[j] += alpha_g[gi] * a[j] * (xg - agg.centroids[j])
-        y = torch.stack([y[j] / y[j].norm() for j in range(k)])
-        expected.append(agg.fc(y.flatten() / y.flatten().norm()))
-    torch.testing.assert_close(agg(x, mask), torch.stack(expected))
+    for batch_norm in (False, True):
+        agg = NeXtVLAD(d, num_clusters=k, expansion=lam, groups=g, hidden_dim=5,
+                       batch_norm=batch_norm).double().eval()
+        _randomise_batch_norms(agg)
+        x, mask = torch.randn(b, t, d, dtype=torch.float64), _mask(b, t)
+        gd = lam * d // g
+        expected = []
+        for i in range(b):
+            y = torch.zeros(k, gd, dtype=torch.float64)
+            for s in range(t):
+                if not mask[i, s]:
+                    continue
+                xe = agg.expand(x[i, s])  # lambda N
+                alpha_g = torch.sigmoid(agg.group_attention(xe))  # [G]
+                logits = _bn(agg.assign_bn, agg.assign(xe)).view(g, k)
+                for gi in range(g):
+                    a = logits[gi].exp() / logits[gi].exp().sum()  # softmax over clusters
+                    xg = xe[gi * gd : (gi + 1) * gd]
+                    for j in range(k):
+                        y[j] += alpha_g[gi] * a[j] * (xg - agg.centroids[j])
+            y = torch.stack([y[j] / y[j].norm() for j in range(k)]).flatten()
+            y = _bn(agg.descriptor_bn, y) if batch_norm else y / y.norm()
+            expected.append(_bn(agg.hidden_bn, agg.fc(y)))
+        torch.testing.assert_close(agg(x, mask), torch.stack(expected))
 
 
 def test_psa_query_is_masked_mean_and_matches_multihead_attention() -> None:
@@ -239,8 +328,8 @@ def test_move_dual_is_concatenation_of_projected_parts() -> None:
     torch.testing.assert_close(out[:, :10], agg.f_theta(agg.psa(x, mask)))
     torch.testing.assert_close(out[:, :10], agg.self_attentive(x, mask))
     torch.testing.assert_close(out[:, 10:], agg.codebook_attentive(x, mask))
-    # the codebook branch is a plain NetVLAD whose hidden FC is f_phi
-    vlad = NetVLAD(D, num_clusters=5, hidden_dim=9)
+    # the codebook branch is a plain NetVLAD whose hidden layer is f_phi
+    vlad = NetVLAD(D, num_clusters=5, hidden_dim=9).eval()
     vlad.load_state_dict(agg.netvlad.state_dict())
     torch.testing.assert_close(out[:, 10:], vlad(x, mask))
     psa = PrototypicalSelfAttention(D, num_heads=4).eval()

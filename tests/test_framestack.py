@@ -25,6 +25,7 @@ from vltr.methods.framestack import (
     rap_from_records,
     record_width,
     sample_rap,
+    select_frames,
     stack_ratio,
     unpack_records,
 )
@@ -93,8 +94,28 @@ def test_frames_come_from_the_right_videos_in_temporal_order(sampling: str) -> N
         for part, n in ((frame[:n_i], n_i), (frame[n_i:], t - n_i)):
             assert len(part) == n and (part.diff() > 0).all()  # distinct, in temporal order
             if sampling == "even":
-                expected = np.floor(np.linspace(0, t - 1, n) + 0.5).astype(int) if n else []
+                # VideoLT's code: a float linspace used as indices, which torch truncates
+                expected = torch.arange(t)[np.linspace(0, t - 1, n)] if n else []
                 assert part.tolist() == list(expected)
+
+
+@pytest.mark.parametrize("t", [7, 37, 60, 150])
+def test_even_sampling_is_the_released_codes_truncated_linspace(t: int) -> None:
+    # the released code indexes the clip with np.linspace(0, T - 1, n): torch truncates the
+    # floats (e.g. T = 60, n = 7: frame 9 for 9.83, not the rounded 10)
+    for n in range(1, t + 1):
+        picks = select_frames(torch.tensor([n]), t, "even")[0, :n]
+        assert picks.tolist() == torch.arange(t)[np.linspace(0, t - 1, n)].tolist(), n
+
+
+def test_fixed_beta_replaces_the_rap_ratio() -> None:
+    torch.manual_seed(0)
+    y = one_label_targets([0, 1, 2, 3], 4)
+    rap = torch.tensor([0.9, 0.1, 0.5, 0.0])
+    plan = plan_stack(y, rap, eta=1.0, clip_length=10, fixed_beta=0.5)
+    assert plan.beta.tolist() == [0.5] * 4 and plan.frames_i.tolist() == [5] * 4
+    adaptive = plan_stack(y, rap, eta=1.0, clip_length=10)
+    assert len(set(adaptive.beta.tolist())) > 1
 
 
 def test_beta_follows_rap_and_falls_back_to_half() -> None:

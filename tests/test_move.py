@@ -156,7 +156,11 @@ def test_masked_frames_do_not_influence_views() -> None:
     torch.manual_seed(3)
     u2, v2 = module.views(VideoBatch(garbage, batch.targets, batch.index))
     assert torch.equal(u, u2) and torch.equal(v, v2)
-    # a frame inside a view does change it (the check above is not vacuous)
+    # a frame inside a view does change it (the check above is not vacuous); with running
+    # statistics (eval mode) and only that view: training-mode BatchNorms couple the batch
+    module.eval()
+    torch.manual_seed(3)
+    u, v = module.views(batch)
     kept = (mask_u & ~mask_v).nonzero()[0]
     changed = batch.features.clone()
     changed[kept[0], kept[1]] += 1.0
@@ -233,3 +237,103 @@ def test_move_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
                         "aggregator.num_clusters=8", drop=("aggregator.hidden_dim",))
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["test"]
+
+
+class _Recorder(nn.Module):
+    """Wraps an aggregator; records the batch sizes and masks it was called with."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.output_dim = inner.output_dim
+        self.calls: list[tuple[int, torch.Tensor | None]] = []
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.calls.append((x.shape[0], mask))
+        return self.inner(x, mask)
+
+
+class _CaptureLoss(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: torch.Tensor | None = None
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.targets = targets
+        return nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+
+def _ablated(**switches: object) -> tuple[MoveModule, _Recorder, _CaptureLoss]:
+    agg = _Recorder(MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6,
+                                       codebook_dim=5))
+    module = make_module(aggregator=agg, **switches)
+    loss = _CaptureLoss()
+    module.loss_fn = loss
+    return module, agg, loss
+
+
+def test_ablation_switches_remove_their_component() -> None:
+    batch = batch_of([0, 1, 2, 3, 0, 1], t=20)
+    # full MOVE: two masked views, mixed and calibrated targets
+    torch.manual_seed(0)
+    module, agg, loss = _ablated()
+    module.training_loss(batch)
+    (n, mask), = agg.calls
+    assert n == 12 and not bool(mask.all())
+    assert not torch.equal(loss.targets, batch.targets)
+    # Table 4 (e) "Ex." only: no interpolation -> the original targets
+    torch.manual_seed(0)
+    module, agg, loss = _ablated(interpolation=False)
+    module.training_loss(batch)
+    assert torch.equal(loss.targets, batch.targets) and agg.calls[0][0] == 12
+    # Table 4 (f) "In." only: one whole-clip view, mixed targets
+    torch.manual_seed(0)
+    module, agg, loss = _ablated(frame_sampler="none", extrapolation=False)
+    module.training_loss(batch)
+    (n, mask), = agg.calls
+    assert n == 6 and bool(mask.all())
+    assert not torch.equal(loss.targets, batch.targets)
+    # without calibration: plain mixup labels, which sum to the mixed label count
+    torch.manual_seed(0)
+    module, agg, loss = _ablated(calibration=False)
+    module.training_loss(batch)
+    assert torch.allclose(loss.targets.sum(dim=1), torch.ones(6))
+    torch.manual_seed(0)
+    module, agg, loss = _ablated()
+    module.training_loss(batch)
+    assert not torch.allclose(loss.targets.sum(dim=1), torch.ones(6))
+    # uniform frame sampler: a head-class video (tau = 1) is cut like a tail one
+    torch.manual_seed(0)
+    dynamic, _, _ = _ablated()
+    uniform, _, _ = _ablated(frame_sampler="uniform")
+    head = batch_of([3] * 8, t=20)
+    assert all(bool(m.all()) for m in dynamic.view_masks(head))
+    assert not all(bool(m.all()) for m in uniform.view_masks(head))
+    with pytest.raises(ValueError, match="frame_sampler"):
+        make_module(frame_sampler="nope")
+
+
+def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_module
+
+    from vltr.builders import build_module
+    from vltr.models.heads import LinearHead, NonLinearHead
+
+    class Info:  # what build_module reads of a DatasetInfo
+        dim, num_classes = 8, 4
+        class_counts = torch.tensor(COUNTS).numpy()
+        head_min, tail_max = 100, 10
+
+    with initialize_config_module("vltr.conf", version_base="1.3"):
+        for overrides, expected in (([], LinearHead), (["head=nonlinear"], NonLinearHead),
+                                    (["strategy=move"], NonLinearHead),
+                                    (["strategy=move", "head=linear"], LinearHead),
+                                    (["strategy=framestack", "head=nonlinear"], NonLinearHead)):
+            cfg = compose("train", overrides=[*overrides, "aggregator=psa",
+                                              f"paths.root_dir={tmp_path}"],
+                          return_hydra_config=True)
+            module = build_module(cfg, Info())
+            assert type(module.classifier) is expected, overrides
+            if expected is NonLinearHead:
+                assert module.classifier[0].out_features == 2048
+                assert module.classifier[2].p == 0.5

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from inspect import signature
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 from vltr.data.datamodule import DatasetInfo, VideoFeatureDataModule
@@ -23,8 +24,13 @@ def build_module(cfg: DictConfig, info: DatasetInfo) -> L.LightningModule:
     aggregator = instantiate(cfg.aggregator, input_dim=info.dim)
     loss = instantiate(cfg.strategy.loss, class_counts=info.class_counts.tolist())
     transform = cfg.strategy.get("batch_transform")
+    extra: dict[str, Any] = {}
+    takes_head = "head" in signature(get_object(cfg.method._target_)).parameters
+    if cfg.get("head") is not None and takes_head:
+        extra["head"] = instantiate(cfg.head, _partial_=True)  # (input_dim, num_classes) -> head
     return instantiate(
         cfg.method,
+        **extra,
         batch_transform=instantiate(transform) if transform is not None else None,
         aggregator=aggregator,
         num_classes=info.num_classes,

@@ -69,6 +69,7 @@ class TrainSchema:
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     dataset: Any = None
     aggregator: Any = None
+    head: Any = None
     strategy: StrategySchema = field(default_factory=StrategySchema)
     method: Any = None
     trainer: Any = None

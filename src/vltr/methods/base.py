@@ -1,4 +1,4 @@
-"""The shared LightningModule: aggregator + linear classifier + loss, one train/val/test loop.
+"""The shared LightningModule: aggregator + classifier head + loss, one train/val/test loop.
 
 Methods that change the architecture or the training procedure (FrameStack, MOVE, MEDC, MEID)
 subclass it and override :meth:`transform_batch`, :meth:`training_loss` or :meth:`forward`;
@@ -22,12 +22,15 @@ from vltr.metrics import VideoLTMetrics
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+# (input_dim, num_classes) -> classifier module: a ``head`` config with ``_partial_: true``
+HeadFactory = Callable[[int, int], nn.Module]
 
 
 class VideoRecognitionModule(L.LightningModule):
     """Aggregate frames, classify, optimise ``loss``; evaluate with VideoLT's metrics.
 
-    ``optimizer`` and ``scheduler`` are partials from config (``torch.optim.Adam``,
+    ``head`` builds the classifier from ``(aggregator.output_dim, num_classes)`` (default: one
+    ``Linear``). ``optimizer`` and ``scheduler`` are partials from config (``torch.optim.Adam``,
     ``MultiStepLR``: VideoLT trains with Adam and steps the LR down at fixed epochs).
     """
 
@@ -42,10 +45,13 @@ class VideoRecognitionModule(L.LightningModule):
         tail_max: int = 100,
         scheduler: SchedulerFactory | None = None,
         batch_transform: Any | None = None,
+        head: HeadFactory | None = None,
     ) -> None:
         super().__init__()
         self.aggregator = aggregator
-        self.classifier = nn.Linear(aggregator.output_dim, num_classes)
+        # ``head`` (config group ``head``): linear, or VideoLT's non-linear classifier
+        self.classifier = (head(aggregator.output_dim, num_classes) if head is not None
+                           else nn.Linear(aggregator.output_dim, num_classes))
         self.loss_fn = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -22,7 +22,8 @@ aggregator, so it works with every aggregator):
    ``L - 1`` when both products are fractional). ``L`` = ``clip_length`` = the training clip
    length (``dataset.clip_frames``, 60 on VideoLT); it must equal the batch's frame count.
 5. Uniform sampling keeps temporal order: ``sampling="even"`` (default) takes the frames at
-   ``round(linspace(0, T - 1, n))`` of the clip, as VideoLT's code does (``np.linspace``);
+   ``linspace(0, T - 1, n)`` of the clip truncated to integers, as VideoLT's code does (it
+   indexes with numpy's float ``linspace``, and torch truncates float indices);
    ``"random"`` draws ``n`` distinct frames uniformly at random and sorts them.
 6. Eq. (3): ``V~ = concat[V^_i ; V^_j]`` (paper order: ``V_i``'s frames first; VideoLT's code
    puts the partner's first, which order-free aggregators do not see).
@@ -74,7 +75,12 @@ import torch.distributed as dist
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
+from vltr.methods.base import (
+    HeadFactory,
+    OptimizerFactory,
+    SchedulerFactory,
+    VideoRecognitionModule,
+)
 from vltr.metrics import average_precision
 
 SAMPLINGS = ("even", "random")
@@ -121,15 +127,23 @@ def plan_stack(
     clip_length: int,
     eps: float = 1e-5,
     reduction: str = "mean_positive",
+    fixed_beta: float | None = None,
 ) -> StackPlan:
-    """Draw the rows to stack (``floor(eta B)``), their partners, ``beta`` and ``L_i``."""
+    """Draw the rows to stack (``floor(eta B)``), their partners, ``beta`` and ``L_i``.
+
+    ``fixed_beta``: every pair stacked with this ``beta`` instead of eq. (1)'s rAP ratio (the
+    ablation "rAP-adaptive vs fixed beta").
+    """
     batch = targets.shape[0]
     k = math.floor(eta * batch + 1e-9)  # slack: 0.29 * 100 is 28.999...
     device = targets.device
     rows = torch.randperm(batch, device=device)[:k]
     partners = rows[torch.randperm(k, device=device)]
-    r = sample_rap(targets, rap, reduction)
-    beta = stack_ratio(r[rows], r[partners], eps)
+    if fixed_beta is None:
+        r = sample_rap(targets, rap, reduction)
+        beta = stack_ratio(r[rows], r[partners], eps)
+    else:
+        beta = torch.full((k,), float(fixed_beta), dtype=torch.float64, device=device)
     # floor((1 - beta) L), with slack so that an exact product is not floored one below
     frames_i = torch.floor((1.0 - beta) * clip_length + 1e-9).long().clamp(0, clip_length)
     return StackPlan(rows=rows, partners=partners, beta=beta, frames_i=frames_i)
@@ -139,16 +153,22 @@ def select_frames(counts: torch.Tensor, num_frames: int, sampling: str = "even"
                   ) -> torch.Tensor:
     """``[k, T]`` frame indices; row ``r``'s first ``counts[r]`` are its picks, increasing.
 
-    ``even``: ``round(linspace(0, T - 1, n))`` (strictly increasing for ``n <= T``);
-    ``random``: ``n`` distinct frames uniformly at random, sorted. Entries past ``n`` are filler.
+    ``even``: ``linspace(0, T - 1, n)`` truncated to integers, what VideoLT's code does (it
+    indexes the clip with numpy's float ``linspace``, which torch truncates): computed as numpy
+    does (``i * (T - 1) / (n - 1)``, the last one exactly ``T - 1``), so every pick equals the
+    released code's; strictly increasing for ``n <= T``. ``random``: ``n`` distinct frames
+    uniformly at random, sorted. Entries past ``n`` are filler.
     """
     k, t = counts.shape[0], num_frames
     device = counts.device
     pos = torch.arange(t, device=device)
     if sampling == "even":
-        n = counts.double().unsqueeze(1)
-        step = (t - 1) / (n - 1).clamp_min(1.0)
-        frames = torch.floor(pos.double().unsqueeze(0) * step + 0.5).long()
+        n = counts.unsqueeze(1)
+        div = (n - 1).clamp_min(1).double()
+        step = torch.full_like(div, t - 1) / div  # tensor / tensor: numpy's rounding exactly
+        frames = (pos.double().unsqueeze(0) * step).long()  # truncation, as torch indexing
+        endpoint = (pos.unsqueeze(0) == n - 1) & (n > 1)  # numpy sets its last point exactly
+        frames = torch.where(endpoint, t - 1, frames)
         return frames.clamp_(0, t - 1)
     if sampling == "random":
         rank = torch.rand(k, t, device=device).argsort(dim=1).argsort(dim=1)
@@ -314,6 +334,7 @@ class FrameStackModule(VideoRecognitionModule):
         tail_max: int = 100,
         scheduler: SchedulerFactory | None = None,
         batch_transform: Any | None = None,
+        head: HeadFactory | None = None,
         eta: float = 0.5,
         clip_length: int | None = None,
         eps: float = 1e-5,
@@ -321,6 +342,7 @@ class FrameStackModule(VideoRecognitionModule):
         sample_rap: str = "mean_positive",
         warmup_epochs: int = 0,
         gather_chunk_rows: int | None = None,
+        fixed_beta: float | None = None,
     ) -> None:
         if batch_transform is not None:
             raise ValueError("FrameStack is itself the batch transform: drop the strategy's "
@@ -336,9 +358,12 @@ class FrameStackModule(VideoRecognitionModule):
                              f"{sample_rap!r}")
         if warmup_epochs < 0:
             raise ValueError(f"FrameStack warmup_epochs must be >= 0, got {warmup_epochs}")
+        if fixed_beta is not None and not 0.0 <= fixed_beta <= 1.0:
+            raise ValueError(f"FrameStack fixed_beta must be in [0, 1] or null, got {fixed_beta}")
         super().__init__(aggregator=aggregator, num_classes=num_classes, loss=loss,
                          optimizer=optimizer, class_counts=class_counts, head_min=head_min,
-                         tail_max=tail_max, scheduler=scheduler, batch_transform=None)
+                         tail_max=tail_max, scheduler=scheduler, batch_transform=None,
+                         head=head)
         self.num_classes = num_classes
         self.eta = float(eta)
         self.clip_length = clip_length
@@ -347,6 +372,7 @@ class FrameStackModule(VideoRecognitionModule):
         self.sample_rap = sample_rap
         self.warmup_epochs = int(warmup_epochs)
         self.gather_chunk_rows = gather_chunk_rows
+        self.fixed_beta = fixed_beta
         # the rAP the current epoch stacks with: persistent, so a checkpoint resumes with it
         self.register_buffer("rap", torch.zeros(num_classes, dtype=torch.float32))
         self._records: list[torch.Tensor] = []  # this epoch's packed rows, CPU
@@ -357,7 +383,8 @@ class FrameStackModule(VideoRecognitionModule):
         """Record the un-mixed batch's predictions, then stack ``floor(eta B)`` rows."""
         if batch.mask is not None:
             raise ValueError("FrameStack needs unpadded training clips (mask=None)")
-        self.record(batch)
+        if self.fixed_beta is None:  # a fixed beta needs no rAP
+            self.record(batch)
         if self.current_epoch < self.warmup_epochs:
             self.last_plan = None
             return batch
@@ -365,7 +392,8 @@ class FrameStackModule(VideoRecognitionModule):
         if self.clip_length is not None and self.clip_length != length:
             raise ValueError(f"FrameStack clip_length={self.clip_length} but training clips have "
                              f"{length} frames (dataset.clip_frames): they must be equal")
-        plan = plan_stack(batch.targets, self.rap, self.eta, length, self.eps, self.sample_rap)
+        plan = plan_stack(batch.targets, self.rap, self.eta, length, self.eps, self.sample_rap,
+                          self.fixed_beta)
         features, targets = frame_stack(batch.features, batch.targets, plan, self.sampling)
         self.last_plan = plan
         return replace(batch, features=features, targets=targets)

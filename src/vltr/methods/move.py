@@ -101,9 +101,16 @@ import torch
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
+from vltr.methods.base import (
+    HeadFactory,
+    OptimizerFactory,
+    SchedulerFactory,
+    VideoRecognitionModule,
+)
 
 TAU_REDUCTIONS = ("min", "mean")
+# DFS as eq. 8-9 / the same size law for every class (tau = 0) / no frame sampling (full views)
+FRAME_SAMPLERS = ("dynamic", "uniform", "none")
 
 
 def tail_weighted_criterion(class_counts: Sequence[int]) -> torch.Tensor:
@@ -205,6 +212,14 @@ class MoveModule(VideoRecognitionModule):
     (rarest positive class drives a multi-label video's DFS) or ``"mean"`` (released code).
     The other arguments are :class:`VideoRecognitionModule`'s; ``batch_transform`` must be
     None (MOVE does its own interpolation).
+
+    Ablation switches (MOVE's Table 4; all on = the paper's method): ``frame_sampler``
+    (``"dynamic"``: eq. 8-9; ``"uniform"``: every video's view sizes drawn as for the rarest
+    class, no tail-weighted criterion; ``"none"``: both views are the whole clip),
+    ``extrapolation`` (eq. 11; off: one view ``z = u``), ``interpolation`` (eq. 12; off: no
+    mixing), ``calibration`` (eq. 12's label weights ``(1 - tau) + gamma``; off: plain mixup
+    labels). Table 4's (e) "Ex." is ``interpolation=false``; (f) "In." is
+    ``frame_sampler=none extrapolation=false``.
     """
 
     def __init__(
@@ -218,12 +233,17 @@ class MoveModule(VideoRecognitionModule):
         tail_max: int = 100,
         scheduler: SchedulerFactory | None = None,
         batch_transform: Any | None = None,
+        head: HeadFactory | None = None,
         alpha: float = 2.0,
         gamma: float = 0.5,
         sigma: int = 3,
         interpolation_alpha: float | None = None,
         per_sample: bool = True,
         tau_reduction: str = "min",
+        frame_sampler: str = "dynamic",
+        extrapolation: bool = True,
+        interpolation: bool = True,
+        calibration: bool = True,
     ) -> None:
         name = type(aggregator).__name__
         forward = getattr(aggregator, "forward", None)
@@ -246,9 +266,16 @@ class MoveModule(VideoRecognitionModule):
         if tau_reduction not in TAU_REDUCTIONS:
             raise ValueError(f"MOVE: tau_reduction must be one of {TAU_REDUCTIONS}, got "
                              f"{tau_reduction!r}")
+        if frame_sampler not in FRAME_SAMPLERS:
+            raise ValueError(f"MOVE: frame_sampler must be one of {FRAME_SAMPLERS}, got "
+                             f"{frame_sampler!r}")
         super().__init__(aggregator, num_classes, loss, optimizer, class_counts,
                          head_min=head_min, tail_max=tail_max, scheduler=scheduler,
-                         batch_transform=None)
+                         batch_transform=None, head=head)
+        self.frame_sampler = frame_sampler
+        self.extrapolation = bool(extrapolation)
+        self.interpolation = bool(interpolation)
+        self.calibration = bool(calibration)
         self.alpha = float(alpha)
         self.interpolation_alpha = float(interp)
         self.gamma = float(gamma)
@@ -279,31 +306,43 @@ class MoveModule(VideoRecognitionModule):
         """Eq. 12's interpolation ratios ``lambda ~ Beta(alpha, alpha)``, ``[n]``."""
         return self._draw(self._lambda_beta, n)
 
-    def view_masks(self, batch: VideoBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """DFS (eq. 8-9): two independent keep-masks ``[B, T]`` for the views ``u``, ``v``."""
+    def view_masks(self, batch: VideoBatch, views: int = 2) -> list[torch.Tensor]:
+        """DFS (eq. 8-9): ``views`` independent keep-masks ``[B, T]`` (the views ``u``, ``v``).
+
+        ``frame_sampler="uniform"`` draws every video's size as a class of ``tau = 0`` would
+        (``U{sigma, ..., T}``); ``"none"`` keeps every real frame.
+        """
         b, t = batch.features.shape[:2]
         device = batch.features.device
         valid = (batch.mask.to(device=device, dtype=torch.bool) if batch.mask is not None
                  else torch.ones(b, t, dtype=torch.bool, device=device))
-        lower = dfs_lower_bounds(batch.targets.to(device), self.tau, valid.sum(dim=1),
+        if self.frame_sampler == "none":
+            return [valid] * views
+        tau = self.tau if self.frame_sampler == "dynamic" else torch.zeros_like(self.tau)
+        lower = dfs_lower_bounds(batch.targets.to(device), tau, valid.sum(dim=1),
                                  self.sigma, self.tau_reduction)
-        masks = dynamic_frame_mask(lower.repeat(2), valid.repeat(2, 1))
-        return masks[:b], masks[b:]
+        masks = dynamic_frame_mask(lower.repeat(views), valid.repeat(views, 1))
+        return list(masks.split(b))
 
-    def views(self, batch: VideoBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The aggregated representations ``u``, ``v`` of two DFS views (one aggregator pass
-        over ``2B`` videos), ``[B, output_dim]`` each."""
-        mask_u, mask_v = self.view_masks(batch)
+    def views(self, batch: VideoBatch, views: int = 2) -> list[torch.Tensor]:
+        """The aggregated representations (``u``, ``v``) of ``views`` DFS views (one aggregator
+        pass over ``views * B`` videos), ``[B, output_dim]`` each."""
+        masks = self.view_masks(batch, views)
         x = batch.features.float()
-        emb = self.aggregator(torch.cat([x, x]), torch.cat([mask_u, mask_v]))
-        return emb[: len(batch)], emb[len(batch):]
+        emb = self.aggregator(torch.cat([x] * views), torch.cat(masks))
+        return list(emb.split(len(batch)))
 
     def training_loss(self, batch: VideoBatch) -> torch.Tensor:
-        u, v = self.views(batch)
         n = len(batch)
-        z = dynamic_extrapolation(u, v, self.sample_omega(n))  # eq. 11
-        perm = torch.randperm(n, device=z.device)
-        z, targets = calibrated_interpolation(z, batch.targets.to(z.device),
-                                              self.sample_lambda(n), perm,
-                                              self.label_weight)  # eq. 12
+        targets = batch.targets
+        if self.extrapolation:
+            u, v = self.views(batch, 2)
+            z = dynamic_extrapolation(u, v, self.sample_omega(n))  # eq. 11
+        else:
+            (z,) = self.views(batch, 1)
+        if self.interpolation:
+            perm = torch.randperm(n, device=z.device)
+            weight = self.label_weight if self.calibration else torch.ones_like(self.tau)
+            z, targets = calibrated_interpolation(z, targets.to(z.device),
+                                                  self.sample_lambda(n), perm, weight)  # eq. 12
         return self.loss_fn(self.classifier(z), targets)

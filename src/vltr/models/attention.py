@@ -14,12 +14,8 @@ import torch
 from torch import nn
 
 from vltr.models.aggregators import masked_mean
+from vltr.models.layers import zero_masked
 from vltr.models.vlad import NetVLAD
-
-
-def _zero_masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``x`` with the frames where ``mask`` is False set to 0 (``[B, T, D]``, ``[B, T]``)."""
-    return x if mask is None else x.masked_fill(~mask.unsqueeze(-1), 0.0)
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -92,10 +88,10 @@ class PrototypicalSelfAttention(nn.Module):
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-head attention of the prototype over the frames, ``[B, H, T]`` (MOVE Fig. 2a)."""
-        return self._prototype_and_weights(_zero_masked(x, mask), mask)[1]
+        return self._prototype_and_weights(zero_masked(x, mask), mask)[1]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = _zero_masked(x, mask)
+        x = zero_masked(x, mask)
         proto, weights = self._prototype_and_weights(x, mask)
         v = self._heads(self.v_proj(x))  # [B, H, T, d_h]
         heads = (self.attn_dropout(weights).unsqueeze(2) @ v).squeeze(2)  # [B, H, d_h]
@@ -109,13 +105,21 @@ class MoveDualAggregator(nn.Module):
     * ``x_hat``: :class:`PrototypicalSelfAttention` (``num_heads``); ``f_theta`` =
       ``Linear(D -> attentive_dim)``;
     * ``x_tilde``: the ``K * D`` NetVLAD descriptor of eq. 2-3 (``num_clusters``); ``f_phi`` is
-      the :class:`NetVLAD`'s own hidden FC ``Linear(K * D -> codebook_dim)``, so the codebook
-      branch is exactly a ``NetVLAD(hidden_dim=codebook_dim)``, not a second projection.
+      the :class:`NetVLAD`'s own hidden layer to ``codebook_dim``, so the codebook branch is
+      exactly a ``NetVLAD(hidden_dim=codebook_dim)``, not a second projection.
 
     The paper only says the FCs "project into a reduced dimension"; both default to 1024
-    (VideoLT's NetVLAD hidden size), no activation after them. ``output_dim = attentive_dim +
-    codebook_dim``. ``residual`` / ``gating`` are passed to the NetVLAD branch: the defaults
-    follow eq. 2 (residuals, no gating); ``residual=False, gating=True`` is the released code's
+    (VideoLT's NetVLAD hidden size). ``output_dim = attentive_dim + codebook_dim``.
+
+    The two branches must reach the classifier at comparable scales. ``f_theta`` reads PSA's
+    LayerNorm output (unit scale per video), so its output has a standard deviation of ~0.58 at
+    initialisation. With ``batch_norm`` (default) the codebook branch is normalised as in the
+    released ``NetVLAD_Dynamic_Aggregator`` (input and assignment BatchNorms over the real
+    frames, ``f_phi`` bias-free followed by BatchNorm and ReLU6: ~0.58 as well); without it,
+    ``f_phi`` reads an L2-normalised ``K * D`` vector and its output is 30x (K=16, D=64) to
+    350x (K=64, D=2048) smaller, so the classifier barely sees the codebook branch.
+    ``residual`` and ``cluster_gate`` are passed to the NetVLAD branch: the default follows
+    eq. 2 (residuals, no gate); ``residual=False, cluster_gate=True`` is the released code's
     NetVLAGD branch.
 
     :meth:`self_attentive` and :meth:`codebook_attentive` give the two projected parts
@@ -130,14 +134,16 @@ class MoveDualAggregator(nn.Module):
         attentive_dim: int = 1024,
         codebook_dim: int = 1024,
         residual: bool = True,
-        gating: bool = False,
+        batch_norm: bool = True,
+        cluster_gate: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.psa = PrototypicalSelfAttention(input_dim, num_heads=num_heads, dropout=dropout)
         self.f_theta = nn.Linear(input_dim, attentive_dim)
         self.netvlad = NetVLAD(input_dim, num_clusters=num_clusters, hidden_dim=codebook_dim,
-                               residual=residual, gating=gating, dropout=dropout)
+                               residual=residual, batch_norm=batch_norm,
+                               cluster_gate=cluster_gate, dropout=dropout)
         self.attentive_dim = attentive_dim
         self.codebook_dim = codebook_dim
         self.output_dim = attentive_dim + codebook_dim
@@ -215,7 +221,7 @@ class FrameAttentionAggregator(nn.Module):
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3: frame attention weights ``A``, ``[B, T]``, exactly 0 on masked frames."""
-        scores = self.attention_net(_zero_masked(x, mask)).squeeze(-1)  # [B, T]
+        scores = self.attention_net(zero_masked(x, mask)).squeeze(-1)  # [B, T]
         if self.normalization == "softmax":
             return masked_softmax(scores, mask)
         a = torch.sigmoid(scores)
@@ -230,11 +236,11 @@ class FrameAttentionAggregator(nn.Module):
         """
         weighted = frames * weights.unsqueeze(-1)
         if mask is not None:
-            weighted = _zero_masked(weighted, mask)
+            weighted = zero_masked(weighted, mask)
         if self.normalization == "softmax":
             return weighted.sum(dim=1)
         return masked_mean(weighted, mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = _zero_masked(x, mask)
+        x = zero_masked(x, mask)
         return self.pool(self.embedding(x), self.attention(x, mask), mask)
