@@ -55,14 +55,17 @@ Differences between the released code (github.com/wjun0830/MOVE, ``VideoLT/MOVE.
 2. Self-attentive views: the code forms the two views' prototypes (queries) as means over two
    random frame subsets, but keys/values are all frames under ONE key mask shared by both
    views, drawn from a third subset, and that mask DROPS the sampled frames instead of keeping
-   them (``masked_fill(mask == 0)`` on the sampled indices): a head-class video attends over
-   almost no frames, a tail one over many. The key mask is also hard-coded to 60 frames.
+   them (``masked_fill(mask == 0)`` on the sampled indices): a head-class video (``tau = 1``)
+   samples all 60 frames, so every key is dropped and its attention is uniform over all of
+   them (a softmax of equal logits); a tail one attends over the frames it did not sample. The
+   key mask is also hard-coded to 60 frames.
    vltr: the paper (one keep-mask per view on the whole PSA). No option: a bug.
 3. Codebook views: the code zeroes the frames outside ``I`` in ``detach()``-ed copies of
    the batch-normalised input, so the input BatchNorm's affine parameters never get a gradient
    and the zeroed frames still enter the assignment BatchNorm's statistics; its two masks are
    drawn independently of the PSA branch's. vltr: the mask enters NetVLAD's sum (eq. 10) with
-   gradients flowing; vltr's NetVLAD has no BatchNorm. No option (not the paper's model).
+   gradients flowing, and NetVLAD's BatchNorms take their statistics over each view's kept
+   frames only. No option (not the paper's model).
 4. Extrapolation ratio: one ``omega`` per batch in the code, per sample in the paper (eq. 11).
    vltr: per sample; ``per_sample=False`` draws one per batch (both ``omega`` and
    ``lambda``), as the code.
@@ -81,8 +84,10 @@ Differences between the released code (github.com/wjun0830/MOVE, ``VideoLT/MOVE.
    no ``f_theta`` (the 2048-d PSA output is concatenated as is), a gated NetVLAD with
    BatchNorm and ReLU6 (LOUPE's NetVLAGD), attention/output dropout 0.1, and VideoLT's
    non-linear classifier (FC 2048, ReLU, dropout 0.5, FC) on the 3072-d concatenation.
-   vltr: :class:`~vltr.models.attention.MoveDualAggregator` per eq. 4 and the shared linear
-   classifier (Algorithm 1's ``f_theta``); the NetVLAD variant is an aggregator option.
+   vltr: :class:`~vltr.models.attention.MoveDualAggregator` per eq. 4 (with ``f_theta``),
+   its codebook branch normalised as the code's (BatchNorms, ReLU6 after ``f_phi``), and the
+   code's classifier (``head=nonlinear``, which ``strategy=move`` selects); the NetVLAGD
+   branch is an aggregator option.
 
 Same in both: eq. 7 (the code first divides counts by their sum, which min-max scaling
 undoes), ``sigma = 3``, ``gamma = 0.5``, ``omega ~ Beta(2, 2) + 1``, the discrete uniform
