@@ -66,20 +66,6 @@ def test_paper_preset_uses_videolt_hyperparameters(compose_cfg: Compose) -> None
     assert move.aggregator._target_.endswith("MoveDualAggregator")
 
 
-def test_committed_presets_match_generator() -> None:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_presets.py"
-    spec = importlib.util.spec_from_file_location("make_presets", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name, text in module.presets().items():
-        committed = CONF.joinpath("experiment", f"{name}.yaml")
-        assert committed.is_file(), f"{name}: run scripts/make_presets.py"
-        assert committed.read_text() == text, f"{name}: run scripts/make_presets.py"
-
-
 def test_eval_config_composes(compose_cfg: Compose) -> None:
     from vltr.config import EvalSchema
 
