@@ -155,7 +155,12 @@ def job_overrides(row: Row, seed: int, epochs: int, lr: float, out: Path) -> lis
             f"hydra.run.dir={out}"]
 
 
-def _run_job(args: tuple[str, list[str], str]) -> tuple[str, dict | None, float, str]:
+def out_name(overrides: tuple[str, ...]) -> str:
+    return " ".join(o for o in overrides if not o.startswith(("aggregator.", "head.")))
+
+
+def _run_job(args: tuple[tuple[str, ...], list[str], str]
+             ) -> tuple[tuple[str, ...], dict | None, float, str]:
     """One ``vltr-train`` run in this worker process (composed as the CLI composes it)."""
     key, overrides, out = args
     import logging
@@ -237,6 +242,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runs-dir", default=None,
                    help="default: logs/ablations/<time>; pass an earlier one to resume it")
+    p.add_argument("--dry-run", action="store_true", help="list the runs to do and stop")
     p.add_argument("--out", default=str(ROOT / "docs" / "results_synthetic.md"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
@@ -248,20 +254,29 @@ def main() -> int:
     selected = [r for r in rows() if (not only or r.table in only)
                 and (not names or r.name in names)]
     runs_dir = Path(args.runs_dir or ROOT / "logs" / "ablations" / time.strftime("%Y-%m-%d_%H-%M"))
-    jobs, results, done = [], {}, 0
+    # rows with the same overrides (a control shared by two tables) are run once
+    runs: dict[tuple[str, ...], list[dict]] = {}
+    results: dict[str, list[dict]] = {}
+    jobs, done = [], 0
     for row in selected:
-        key = f"{row.table}/{row.name}"
-        results.setdefault(key, [])
+        same = tuple(row.overrides)
+        results[f"{row.table}/{row.name}"] = runs.setdefault(same, [])
+        if any(j[0] == same for j in jobs) or len(runs[same]) > 0:
+            continue
         for seed in range(args.seeds):
             slug = "".join(c if c.isalnum() or c in "-=." else "_" for c in row.name)
             out = runs_dir / row.table / slug / f"seed{seed}"
             if (out / "metrics.json").is_file():
-                results[key].append(json.loads((out / "metrics.json").read_text())["test"])
+                runs[same].append(json.loads((out / "metrics.json").read_text())["test"])
                 done += 1
                 continue
-            jobs.append((key, job_overrides(row, seed, args.epochs, args.lr, out), str(out)))
+            jobs.append((same, job_overrides(row, seed, args.epochs, args.lr, out), str(out)))
     print(f"ablations: {len(jobs)} runs to do ({done} already done) in {runs_dir}, "
           f"{args.jobs} at a time", file=sys.stderr, flush=True)
+    if args.dry_run:
+        for _, overrides, out in jobs:
+            print(out, " ".join(overrides))
+        return 0
     t0 = time.time()
     failed = 0
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=8) as pool:
@@ -269,11 +284,11 @@ def main() -> int:
                 pool.imap_unordered(_run_job, jobs), 1):
             if metrics is None:
                 failed += 1
-                print(f"  [{i}/{len(jobs)}] {key}: FAILED ({error})", file=sys.stderr,
+                print(f"  [{i}/{len(jobs)}] {out_name(key)}: FAILED ({error})", file=sys.stderr,
                       flush=True)
                 continue
-            results[key].append(metrics["test"])
-            print(f"  [{i}/{len(jobs)}] {key}: tail {metrics['test']['mAP_tail']:.3f} "
+            runs[key].append(metrics["test"])
+            print(f"  [{i}/{len(jobs)}] {out_name(key)}: tail {metrics['test']['mAP_tail']:.3f} "
                   f"({seconds:.0f} s)", file=sys.stderr, flush=True)
     minutes = (time.time() - t0) / 60
     sections = [s for s in TABLE_TITLES if any(r.table == s for r in selected)]
