@@ -46,8 +46,8 @@ TINY_OVERRIDES = [
     "trainer.max_epochs=12",
     "trainer.enable_progress_bar=false",
     "~callbacks.rich_progress_bar",
-    "method.scheduler.milestones=[10]",
-    "method.optimizer.lr=3e-3",
+    "schedule.scheduler.milestones=[10]",
+    "schedule.optimizer.lr=3e-3",
 ]
 
 
@@ -145,7 +145,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep = root / "logs" / "train" / "multiruns" / "tiny"
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     proc = run_cli(["vltr-train", "-m", *overrides, "trainer.max_epochs=2",
-                    "method.scheduler.milestones=[1]", f"paths.root_dir={root}",
+                    "schedule.scheduler.milestones=[1]", f"paths.root_dir={root}",
                     "dataset.imbalance_ratio=0.2,1.0,2.0", "strategy=bce,focal",
                     f"hydra.sweep.dir={sweep}"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]

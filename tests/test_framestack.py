@@ -29,6 +29,7 @@ from vltr.methods.framestack import (
     stack_ratio,
     unpack_records,
 )
+from vltr.methods.base import MethodSetup
 from vltr.metrics import average_precision
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.strategies.losses import FocalLoss
@@ -38,11 +39,10 @@ from conftest import TINY_OVERRIDES, make_store
 
 def make_module(classes: int, dim: int, dropout: float = 0.0, **kwargs: object
                 ) -> FrameStackModule:
-    return FrameStackModule(
+    return FrameStackModule(MethodSetup(
         aggregator=NonLinearFrameAggregator(input_dim=dim, hidden_dim=16, dropout=dropout),
-        num_classes=classes, loss=FocalLoss(gamma=1.0),
-        optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
-        class_counts=[10] * classes, **kwargs)
+        loss=FocalLoss(gamma=1.0), optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
+        class_counts=[10] * classes), **kwargs)
 
 
 def id_features(batch: int, frames: int, dtype: torch.dtype = torch.float16) -> torch.Tensor:
@@ -324,7 +324,7 @@ def test_checkpoint_holds_the_rap_the_next_epoch_uses(tmp_path: Path) -> None:
 def test_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
     from vltr.train import train
 
-    cfg = compose_cfg(*TINY_OVERRIDES, "strategy=framestack", "logger=none",
+    cfg = compose_cfg(*TINY_OVERRIDES, "method=framestack", "logger=none",
                       "trainer.max_epochs=3")
     assert cfg.method._target_ == "vltr.methods.framestack.FrameStackModule"
     assert cfg.method.clip_length == cfg.dataset.clip_frames == 12

@@ -116,8 +116,8 @@ def test_slurm_launcher_defaults_to_one_task(compose_with_hydra) -> None:
 
 
 @pytest.mark.parametrize("study,experiment", [
-    ("synthetic_optuna", "bce_nonlinear_synthetic_synthetic"),
-    ("videolt_optuna", "bce_nonlinear_resnet101_videolt"),
+    ("synthetic_optuna", "synthetic/base_bce_nonlinear_linear_synthetic_synthetic"),
+    ("videolt_optuna", "videolt/base_bce_nonlinear_linear_resnet101_videolt"),
 ])
 def test_optuna_study_configs(compose_with_hydra, study: str, experiment: str) -> None:
     cfg = compose_with_hydra(f"experiment={experiment}", f"hparams_search={study}")

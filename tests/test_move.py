@@ -22,6 +22,7 @@ from vltr.methods.move import (
     dynamic_frame_mask,
     tail_weighted_criterion,
 )
+from vltr.methods.base import MethodSetup
 from vltr.models.attention import MoveDualAggregator
 from vltr.strategies.losses import BinaryCrossEntropy
 
@@ -36,9 +37,9 @@ def make_module(counts: list[int] = COUNTS, aggregator: nn.Module | None = None,
                 **kwargs: object) -> MoveModule:
     agg = aggregator or MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6,
                                            codebook_dim=5)
-    return MoveModule(agg, num_classes=len(counts), loss=BinaryCrossEntropy(),
-                      optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
-                      class_counts=counts, **kwargs)
+    return MoveModule(MethodSetup(aggregator=agg, loss=BinaryCrossEntropy(),
+                                  optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+                                  class_counts=counts), **kwargs)
 
 
 def one_hot(classes: list[int], c: int = len(COUNTS)) -> torch.Tensor:
@@ -220,19 +221,22 @@ def test_bad_arguments_fail_clearly() -> None:
         make_module(sigma=0)
 
 
-def test_config_selects_move_dual_and_half_epoch_decay(
+def test_config_selects_move_dual_and_the_papers_schedule(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
-    cfg = compose_cfg("strategy=move", "trainer.max_epochs=100")
+    cfg = compose_cfg("method=move")
     assert cfg.method._target_ == "vltr.methods.move.MoveModule"
     assert cfg.aggregator._target_.endswith("MoveDualAggregator")
-    assert list(cfg.method.scheduler.milestones) == [50] and cfg.method.optimizer.lr == 1e-3
+    assert cfg.head._target_.endswith("NonLinearHead")
+    paper = compose_cfg("method=move", "schedule=move")
+    assert paper.trainer.max_epochs == 100 and paper.schedule.optimizer.lr == 1e-3
+    assert list(paper.schedule.scheduler.milestones) == [50]
     assert (cfg.method.alpha, cfg.method.gamma, cfg.method.sigma) == (2.0, 0.5, 3)
     assert cfg.aggregator.num_heads == 4 and cfg.aggregator.num_clusters == 64
 
 
 def test_move_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    cfg, _ = train_tiny(compose_cfg, "strategy=move", "trainer.max_epochs=2",
+    cfg, _ = train_tiny(compose_cfg, "method=move", "trainer.max_epochs=2",
                         "aggregator.attentive_dim=32", "aggregator.codebook_dim=32",
                         "aggregator.num_clusters=8", drop=("aggregator.hidden_dim",))
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
@@ -266,9 +270,10 @@ class _CaptureLoss(nn.Module):
 def _ablated(**switches: object) -> tuple[MoveModule, _Recorder, _CaptureLoss]:
     agg = _Recorder(MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6,
                                        codebook_dim=5))
-    module = make_module(aggregator=agg, **switches)
     loss = _CaptureLoss()
-    module.loss_fn = loss
+    module = MoveModule(MethodSetup(aggregator=agg, loss=loss, class_counts=COUNTS,
+                                    optimizer=functools.partial(torch.optim.Adam, lr=1e-3)),
+                        **switches)
     return module, agg, loss
 
 
@@ -317,6 +322,7 @@ def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_module
 
     from vltr.builders import build_module
+    from vltr.errors import ConfigError
     from vltr.models.heads import LinearHead, NonLinearHead
 
     class Info:  # what build_module reads of a DatasetInfo
@@ -326,9 +332,9 @@ def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
 
     with initialize_config_module("vltr.conf", version_base="1.3"):
         for overrides, expected in (([], LinearHead), (["head=nonlinear"], NonLinearHead),
-                                    (["strategy=move"], NonLinearHead),
-                                    (["strategy=move", "head=linear"], LinearHead),
-                                    (["strategy=framestack", "head=nonlinear"], NonLinearHead)):
+                                    (["method=move"], NonLinearHead),
+                                    (["method=move", "head=linear"], LinearHead),
+                                    (["method=framestack", "head=nonlinear"], NonLinearHead)):
             cfg = compose("train", overrides=[*overrides, "aggregator=psa",
                                               f"paths.root_dir={tmp_path}"],
                           return_hydra_config=True)
@@ -337,3 +343,9 @@ def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
             if expected is NonLinearHead:
                 assert module.classifier[0].out_features == 2048
                 assert module.classifier[2].p == 0.5
+        # a strategy a method does not compose with fails at build time, in one line
+        cfg = compose("train", overrides=["method=move", "strategy=mixup", "aggregator=psa",
+                                          f"paths.root_dir={tmp_path}"],
+                      return_hydra_config=True)
+        with pytest.raises(ConfigError, match="strategy=mixup does not compose with MoveModule"):
+            build_module(cfg, Info())

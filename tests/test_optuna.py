@@ -35,7 +35,7 @@ def test_study_finishes_and_a_failing_trial_scores_zero(tmp_path: Path) -> None:
     # the sampled space: the config's, plus the command line's choice(); a plain value on the
     # command line fixes its parameter (TINY_OVERRIDES sets the lr and aggregator.hidden_dim)
     assert set(results["best_params"]) == {
-        "method.optimizer.weight_decay", "aggregator.dropout", "dataset.imbalance_ratio"}
+        "schedule.optimizer.weight_decay", "aggregator.dropout", "dataset.imbalance_ratio"}
     jobs = sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit())
     assert jobs == [0, 1, 2]  # the study went on after the failure
     failed = [j for j in jobs if (sweep / str(j) / "failed.json").exists()]

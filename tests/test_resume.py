@@ -22,8 +22,8 @@ EPOCHS = 10
 # mixup draws from torch's generator, the aggregator has dropout, clips draw frames from the
 # dataset's generator: every random stream of training matters for the final metrics
 ARGS = [*(o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs",
-                                                          "method.scheduler.milestones"))),
-        f"trainer.max_epochs={EPOCHS}", "method.scheduler.milestones=[6]", "seed=3",
+                                                          "schedule.scheduler.milestones"))),
+        f"trainer.max_epochs={EPOCHS}", "schedule.scheduler.milestones=[6]", "seed=3",
         "trainer.deterministic=true", "strategy=mixup"]
 WANDB_OFFLINE = {"WANDB_MODE": "offline", "WANDB_API_KEY": "", "WANDB_SILENT": "true"}
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from inspect import signature
 from typing import Any
 
 import lightning as L
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from vltr.config import METHOD_ONLY_KEYS
 from vltr.data.datamodule import DatasetInfo, VideoFeatureDataModule
+from vltr.errors import ConfigError
+from vltr.methods.base import MethodSetup
 
 
 def build_datamodule(cfg: DictConfig) -> VideoFeatureDataModule:
@@ -19,26 +21,48 @@ def build_datamodule(cfg: DictConfig) -> VideoFeatureDataModule:
     return instantiate(cfg.dataset, _convert_="all", **extra)
 
 
-def build_module(cfg: DictConfig, info: DatasetInfo) -> L.LightningModule:
-    """The method's LightningModule around the chosen aggregator and the strategy's loss."""
-    aggregator = instantiate(cfg.aggregator, input_dim=info.dim)
-    loss = instantiate(cfg.strategy.loss, class_counts=info.class_counts.tolist())
+def check_composition(cfg: DictConfig) -> None:
+    """A strategy the method does not compose with fails here, in one line."""
+    method = get_object(cfg.method._target_)
+    accepted = getattr(method, "strategies", None)
+    name = cfg.strategy.get("name")
+    if accepted is not None and name is not None and name not in accepted:
+        raise ConfigError(f"strategy={name} does not compose with {method.__name__} "
+                          f"(choose one of: {', '.join(accepted)})")
+
+
+def method_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.method`` without the keys that are not constructor arguments (``stages``)."""
+    node = OmegaConf.masked_copy(cfg, ["method"]).method
+    for key in METHOD_ONLY_KEYS:
+        if key in node:
+            node.pop(key)
+    return node
+
+
+def build_setup(cfg: DictConfig, info: DatasetInfo) -> MethodSetup:
+    """The aggregator, head, loss, batch transform and schedule every method is built from."""
+    counts = info.class_counts.tolist()
     transform = cfg.strategy.get("batch_transform")
-    extra: dict[str, Any] = {}
-    takes_head = "head" in signature(get_object(cfg.method._target_)).parameters
-    if cfg.get("head") is not None and takes_head:
-        extra["head"] = instantiate(cfg.head, _partial_=True)  # (input_dim, num_classes) -> head
-    return instantiate(
-        cfg.method,
-        **extra,
+    head = cfg.get("head")
+    scheduler = cfg.schedule.get("scheduler")
+    return MethodSetup(
+        aggregator=instantiate(cfg.aggregator, input_dim=info.dim),
+        head=instantiate(head, _partial_=True) if head is not None else None,
+        loss=instantiate(cfg.strategy.loss, class_counts=counts),
         batch_transform=instantiate(transform) if transform is not None else None,
-        aggregator=aggregator,
-        num_classes=info.num_classes,
-        loss=loss,
-        class_counts=info.class_counts.tolist(),
+        optimizer=instantiate(cfg.schedule.optimizer),
+        scheduler=instantiate(scheduler) if scheduler is not None else None,
+        class_counts=counts,
         head_min=info.head_min,
         tail_max=info.tail_max,
     )
+
+
+def build_module(cfg: DictConfig, info: DatasetInfo) -> L.LightningModule:
+    """The method's LightningModule, built from :func:`build_setup` and its own config keys."""
+    check_composition(cfg)
+    return instantiate(method_config(cfg), setup=build_setup(cfg, info))
 
 
 def build_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[L.Callback]:

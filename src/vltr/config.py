@@ -27,6 +27,8 @@ from omegaconf.errors import OmegaConfBaseException
 from vltr.errors import ConfigError
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# a method's config keys that describe its procedure, not constructor arguments (MEID's stages)
+METHOD_ONLY_KEYS = {"stages"}
 
 
 @dataclass
@@ -48,9 +50,20 @@ class FeaturesSchema:
 class StrategySchema:
     """A strategy: its loss, and optionally a training sampler and a batch transform."""
 
+    name: str | None = None
     loss: Any = None
     sampler: Any = None
     batch_transform: Any = None
+
+
+@dataclass
+class ScheduleSchema:
+    """A paper's optimisation schedule (``schedule=...``)."""
+
+    epochs: int = 40
+    optimizer: Any = None
+    scheduler: Any = None
+    gradient_clip_val: float | None = None
 
 
 @dataclass
@@ -62,7 +75,6 @@ class TrainSchema:
     ckpt_path: str | None = None
     test: bool = True
     monitor: str = "val/mAP"
-    stages: Any = None
     start_stage: int = 1
     init_ckpt: str | None = None
     paths: PathsSchema = field(default_factory=PathsSchema)
@@ -72,6 +84,7 @@ class TrainSchema:
     head: Any = None
     strategy: StrategySchema = field(default_factory=StrategySchema)
     method: Any = None
+    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
@@ -153,7 +166,7 @@ def _check_target_node(node: DictConfig, where: str) -> None:
         accepted = set(params)
     hints = _type_hints(obj)
     for key in node:
-        if key in _HYDRA_KEYS:
+        if key in _HYDRA_KEYS or (where == "method" and key in METHOD_ONLY_KEYS):
             continue
         if accepted is not None and key not in accepted:
             close = difflib.get_close_matches(str(key), sorted(accepted), n=1)

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
@@ -30,6 +30,7 @@ from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
 from vltr.resume import RandomStateInCheckpoint, resolve_ckpt_path
+from vltr.stages import method_stages, run_stages
 from vltr.warnings_filter import quiet_known_warnings
 
 log = logging.getLogger("vltr.train")
@@ -38,38 +39,14 @@ log = logging.getLogger("vltr.train")
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return ``{"val": {...}, "test": {...}, "best_ckpt": path}``.
 
-    With ``stages`` (a list of config overrides, e.g. MEID's two stages) the stages run in order
-    in ``<output>/stage<k>/``; stage k+1 starts from stage k's best-on-val weights, and the
-    last stage's result is the run's result. ``start_stage`` skips earlier stages, starting
-    from the weights in ``init_ckpt`` (e.g. a stage-1 checkpoint).
+    A multi-stage method (``method.stages``, e.g. MEID) runs its stages in order
+    (:mod:`vltr.stages`) in ``<output>/stage<k>/``; the last stage's result is the run's.
     """
     validate_config(cfg)
-    stages = cfg.get("stages")
     output_dir = Path(cfg.paths.output_dir)
-    if not stages:
+    if not method_stages(cfg):
         return _train_stage(cfg, output_dir, cfg.get("init_ckpt"))
-    start = int(cfg.get("start_stage", 1))
-    if not 1 <= start <= len(stages):
-        raise ConfigError(f"start_stage={start}: the method has stages 1..{len(stages)}")
-    if start > 1 and not cfg.get("init_ckpt"):
-        raise ConfigError(f"start_stage={start} needs init_ckpt=<checkpoint of stage {start - 1}>")
-    init, result, per_stage = cfg.get("init_ckpt"), {}, {}
-    for k, overrides in enumerate(stages, start=1):
-        if k < start:
-            continue
-        stage_dir = output_dir / f"stage{k}"
-        # a stage may add keys the composed config lacks (e.g. a sampler): merge unlocked
-        base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-        stage_cfg = OmegaConf.merge(base, overrides)
-        OmegaConf.set_struct(stage_cfg, True)
-        with open_dict(stage_cfg):
-            stage_cfg.stages = None
-            stage_cfg.paths.output_dir = str(stage_dir)
-        log.info("stage %d of %d (from %s) -> %s", k, len(stages), init or "scratch", stage_dir)
-        result = _train_stage(stage_cfg, stage_dir, init)
-        per_stage[f"stage{k}"] = {"val": result["val"], "test": result["test"],
-                                  "best_ckpt": result["best_ckpt"]}
-        init = result["best_ckpt"]
+    result, per_stage = run_stages(cfg, _train_stage)
     if rank_zero_only.rank == 0:
         write_json_atomic(output_dir / "metrics.json", {**_summary(cfg, result),
                                                          "stages": per_stage})

@@ -15,6 +15,12 @@ def _epoch_fraction(max_epochs: int, fraction: float) -> int:
     return int(int(max_epochs) * float(fraction))
 
 
+def _epoch_fractions(epochs: int, fractions: Iterable[float]) -> list[int]:
+    """``[int(epochs * f) for f in fractions]``: LR milestones at fractions of a schedule's
+    epochs, so ``schedule.epochs=12`` keeps a 100-epoch paper schedule's shape."""
+    return [_epoch_fraction(epochs, f) for f in fractions]
+
+
 def run_group(mode: Any, sweep_dir: str, single: str) -> str:
     """The W&B group of a run: in a multirun the sweep directory's name, else ``single``.
 
@@ -55,6 +61,7 @@ def run_tags(
 
 
 OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=True)
+OmegaConf.register_new_resolver("vltr.epoch_fractions", _epoch_fractions, replace=True)
 OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
 OmegaConf.register_new_resolver("vltr.imbalance_ratio", imbalance_ratio, replace=True)

@@ -9,8 +9,8 @@ optimiser and scheduler from config) stays here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -26,43 +26,62 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 HeadFactory = Callable[[int, int], nn.Module]
 
 
+@dataclass
+class MethodSetup:
+    """What every method is built from besides its own hyper-parameters, made by
+    :func:`vltr.builders.build_module` from the run's groups: the ``aggregator`` and ``head``
+    (a factory ``(input_dim, num_classes) -> module``), the strategy's ``loss`` and
+    ``batch_transform``, the schedule's ``optimizer`` and ``scheduler`` factories, and the
+    training class counts with the group thresholds. A method's config then holds only its own
+    hyper-parameters, which the config validator checks against its constructor."""
+
+    aggregator: nn.Module
+    loss: nn.Module
+    optimizer: OptimizerFactory
+    class_counts: Sequence[int]
+    head: HeadFactory | None = None
+    scheduler: SchedulerFactory | None = None
+    head_min: int = 500
+    tail_max: int = 100
+    batch_transform: Any | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_counts)
+
+    def classifier(self, input_dim: int) -> nn.Module:
+        """The head for an ``input_dim`` embedding (one ``Linear`` when no head was chosen)."""
+        if self.head is None:
+            return nn.Linear(input_dim, self.num_classes)
+        return self.head(input_dim, self.num_classes)
+
+
 class VideoRecognitionModule(L.LightningModule):
     """Aggregate frames, classify, optimise ``loss``; evaluate with VideoLT's metrics.
 
-    ``head`` builds the classifier from ``(aggregator.output_dim, num_classes)`` (default: one
-    ``Linear``). ``optimizer`` and ``scheduler`` are partials from config (``torch.optim.Adam``,
-    ``MultiStepLR``: VideoLT trains with Adam and steps the LR down at fixed epochs).
+    Built from a :class:`MethodSetup`. ``strategies``: the strategies (``strategy=...``) a
+    method composes with, ``None`` for all; the builder refuses others in one line.
     """
 
-    def __init__(
-        self,
-        aggregator: nn.Module,
-        num_classes: int,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
-        class_counts: Sequence[int],
-        head_min: int = 500,
-        tail_max: int = 100,
-        scheduler: SchedulerFactory | None = None,
-        batch_transform: Any | None = None,
-        head: HeadFactory | None = None,
-    ) -> None:
+    strategies: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, setup: MethodSetup) -> None:
         super().__init__()
-        self.aggregator = aggregator
-        # ``head`` (config group ``head``): linear, or VideoLT's non-linear classifier
-        self.classifier = (head(aggregator.output_dim, num_classes) if head is not None
-                           else nn.Linear(aggregator.output_dim, num_classes))
-        self.loss_fn = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        self.aggregator = setup.aggregator
+        self.classifier = setup.classifier(setup.aggregator.output_dim)
+        self.loss_fn = setup.loss
+        self.optimizer_factory = setup.optimizer
+        self.scheduler_factory = setup.scheduler
         # a strategy's training-time mixing (e.g. FeatureMixup); level "frames" mixes the input
         # frames, level "embedding" the aggregated video embeddings
-        self.batch_transform = batch_transform
-        counts = np.asarray(class_counts)
+        self.batch_transform = setup.batch_transform
+        counts = np.asarray(setup.class_counts)
         self.register_buffer("class_counts", torch.as_tensor(counts, dtype=torch.long),
                              persistent=False)
-        self.val_metrics = VideoLTMetrics(counts, head_min=head_min, tail_max=tail_max)
-        self.test_metrics = VideoLTMetrics(counts, head_min=head_min, tail_max=tail_max)
+        self.val_metrics = VideoLTMetrics(counts, head_min=setup.head_min,
+                                          tail_max=setup.tail_max)
+        self.test_metrics = VideoLTMetrics(counts, head_min=setup.head_min,
+                                           tail_max=setup.tail_max)
         self.per_class_ap: dict[str, np.ndarray] = {}
 
     # -- model

@@ -72,15 +72,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.methods.base import (
-    HeadFactory,
-    OptimizerFactory,
-    SchedulerFactory,
-    VideoRecognitionModule,
-)
+from vltr.methods.base import MethodSetup, VideoRecognitionModule
 from vltr.metrics import average_precision
 
 SAMPLINGS = ("even", "random")
@@ -323,18 +317,12 @@ class FrameStackModule(VideoRecognitionModule):
     during warm-up too. ``gather_chunk_rows``: rows per DDP message (``None``: about 32 MB).
     """
 
+    # its loss is the strategy's; mixup would be a second batch transform
+    strategies = ("bce", "focal", "ldam_drw", "eql", "cb_loss", "cbs", "srs")
+
     def __init__(
         self,
-        aggregator: nn.Module,
-        num_classes: int,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
-        class_counts: Sequence[int],
-        head_min: int = 500,
-        tail_max: int = 100,
-        scheduler: SchedulerFactory | None = None,
-        batch_transform: Any | None = None,
-        head: HeadFactory | None = None,
+        setup: MethodSetup,
         eta: float = 0.5,
         clip_length: int | None = None,
         eps: float = 1e-5,
@@ -344,7 +332,7 @@ class FrameStackModule(VideoRecognitionModule):
         gather_chunk_rows: int | None = None,
         fixed_beta: float | None = None,
     ) -> None:
-        if batch_transform is not None:
+        if setup.batch_transform is not None:
             raise ValueError("FrameStack is itself the batch transform: drop the strategy's "
                              "batch_transform")
         if not 0.0 <= eta <= 1.0:
@@ -360,10 +348,8 @@ class FrameStackModule(VideoRecognitionModule):
             raise ValueError(f"FrameStack warmup_epochs must be >= 0, got {warmup_epochs}")
         if fixed_beta is not None and not 0.0 <= fixed_beta <= 1.0:
             raise ValueError(f"FrameStack fixed_beta must be in [0, 1] or null, got {fixed_beta}")
-        super().__init__(aggregator=aggregator, num_classes=num_classes, loss=loss,
-                         optimizer=optimizer, class_counts=class_counts, head_min=head_min,
-                         tail_max=tail_max, scheduler=scheduler, batch_transform=None,
-                         head=head)
+        super().__init__(setup)
+        num_classes = setup.num_classes
         self.num_classes = num_classes
         self.eta = float(eta)
         self.clip_length = clip_length

@@ -100,18 +100,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.methods.base import (
-    HeadFactory,
-    OptimizerFactory,
-    SchedulerFactory,
-    VideoRecognitionModule,
-)
+from vltr.methods.base import MethodSetup, VideoRecognitionModule
 
 TAU_REDUCTIONS = ("min", "mean")
 # DFS as eq. 8-9 / the same size law for every class (tau = 0) / no frame sampling (full views)
@@ -227,18 +220,12 @@ class MoveModule(VideoRecognitionModule):
     ``frame_sampler=none extrapolation=false``.
     """
 
+    # any loss and sampler; not mixup (MOVE does its own interpolation)
+    strategies = ("bce", "focal", "ldam_drw", "eql", "cb_loss", "cbs", "srs")
+
     def __init__(
         self,
-        aggregator: nn.Module,
-        num_classes: int,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
-        class_counts: Sequence[int],
-        head_min: int = 500,
-        tail_max: int = 100,
-        scheduler: SchedulerFactory | None = None,
-        batch_transform: Any | None = None,
-        head: HeadFactory | None = None,
+        setup: MethodSetup,
         alpha: float = 2.0,
         gamma: float = 0.5,
         sigma: int = 3,
@@ -250,16 +237,17 @@ class MoveModule(VideoRecognitionModule):
         interpolation: bool = True,
         calibration: bool = True,
     ) -> None:
+        aggregator = setup.aggregator
         name = type(aggregator).__name__
         forward = getattr(aggregator, "forward", None)
         if forward is None or "mask" not in inspect.signature(forward).parameters:
             raise ValueError(f"MOVE needs an aggregator that takes a frame mask "
                              f"(forward(x, mask)) for its dynamic frame sampler; {name} does "
                              "not (use aggregator=move_dual, the paper's)")
-        if batch_transform is not None:
+        if setup.batch_transform is not None:
             raise ValueError("MOVE does its own interpolation (eq. 12); a strategy "
-                             f"batch_transform ({type(batch_transform).__name__}) cannot be "
-                             "combined with it")
+                             f"batch_transform ({type(setup.batch_transform).__name__}) cannot "
+                             "be combined with it")
         interp = alpha if interpolation_alpha is None else interpolation_alpha
         if alpha <= 0 or interp <= 0:
             raise ValueError(f"MOVE: alpha and interpolation_alpha must be positive, got "
@@ -274,9 +262,7 @@ class MoveModule(VideoRecognitionModule):
         if frame_sampler not in FRAME_SAMPLERS:
             raise ValueError(f"MOVE: frame_sampler must be one of {FRAME_SAMPLERS}, got "
                              f"{frame_sampler!r}")
-        super().__init__(aggregator, num_classes, loss, optimizer, class_counts,
-                         head_min=head_min, tail_max=tail_max, scheduler=scheduler,
-                         batch_transform=None, head=head)
+        super().__init__(setup)
         self.frame_sampler = frame_sampler
         self.extrapolation = bool(extrapolation)
         self.interpolation = bool(interpolation)
@@ -287,9 +273,7 @@ class MoveModule(VideoRecognitionModule):
         self.sigma = int(sigma)
         self.per_sample = bool(per_sample)
         self.tau_reduction = tau_reduction
-        tau = tail_weighted_criterion(class_counts)
-        if tau.numel() != num_classes:
-            raise ValueError(f"MOVE: {tau.numel()} class counts for {num_classes} classes")
+        tau = tail_weighted_criterion(setup.class_counts)
         # rebuilt from class_counts, not loaded from checkpoints (as the losses' buffers)
         self.register_buffer("tau", tau, persistent=False)
         self.register_buffer("label_weight", (1.0 - tau) + self.gamma, persistent=False)
