@@ -36,6 +36,15 @@ def imbalance_ratio(subsample_ratio: float | None, synthetic_ratio: float | None
     return float(ratio) if ratio is not None else "natural"
 
 
+def method_label(method: str | None, strategy: str | None) -> str:
+    """The method as tables name it (``vltr-report``'s rows, the W&B workspace's groups): the
+    method (``medc``, ``meid``), or the long-tail strategy for the base method (``bce``,
+    ``ldam_drw``; ``framestack`` and ``move`` are strategies that are methods)."""
+    if method and str(method) != "base":
+        return str(method)
+    return str(strategy) if strategy else "?"
+
+
 def run_tags(
     user_tags: Iterable[str] | None,
     dataset: str | None,
@@ -58,3 +67,4 @@ OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=
 OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
 OmegaConf.register_new_resolver("vltr.imbalance_ratio", imbalance_ratio, replace=True)
+OmegaConf.register_new_resolver("vltr.method_label", method_label, replace=True)
