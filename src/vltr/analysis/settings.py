@@ -122,6 +122,7 @@ def distinguishing_settings(
     runs: Sequence[Any],
     family: Callable[[Any], Hashable],
     excluded: Sequence[str] = NOT_SETTINGS,
+    check_seeds: bool = True,
 ) -> tuple[dict[int, str], list[str]]:
     """Split each family of runs (runs with the same ``family(run)``: a table row or column)
     by their settings.
@@ -129,7 +130,8 @@ def distinguishing_settings(
     Returns ``({id(run): "key=value, ..."}, warnings)``: the text is empty for a run whose
     family shares one setting, else the settings that tell the family's groups apart (the
     table's ``settings`` column); one warning per family that had to be split, and one per
-    group where two runs share a seed (repeats, not independent seeds).
+    group where two runs share a seed (repeats, not independent seeds; ``check_seeds``: only
+    when a group is what gets averaged).
     """
     families: dict[Hashable, list[Any]] = defaultdict(list)
     for run in runs:
@@ -154,7 +156,7 @@ def distinguishing_settings(
                 f"{name}: {len(members)} runs differ in more than the seed "
                 f"({', '.join(keys[i] for i in varying)}); not averaged: one row per setting"
             )
-        for setting in distinct:
+        for setting in distinct if check_seeds else ():
             seeds = [r.seed for r in members if values[id(r)] == setting and not r.failed]
             repeated = sorted({s for s in seeds if seeds.count(s) > 1}, key=str)
             if repeated:

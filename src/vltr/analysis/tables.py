@@ -50,9 +50,10 @@ def table_warnings(runs: Sequence[RunResult]) -> list[str]:
     """Why a table has more rows (or sweep columns) than methods: runs of one method that
     differ in more than the seed; and groups whose runs repeat a seed."""
     out: list[str] = []
-    for family, excluded in ((_row_family, NOT_SETTINGS),
-                             (_column_family, NOT_SETTINGS + IMBALANCE_KEYS)):
-        out += [w for w in distinguishing_settings(runs, family, excluded)[1] if w not in out]
+    for family, excluded, seeds in ((_row_family, NOT_SETTINGS, True),
+                                    (_column_family, NOT_SETTINGS + IMBALANCE_KEYS, False)):
+        out += [w for w in distinguishing_settings(runs, family, excluded, seeds)[1]
+                if w not in out]
     return out
 
 

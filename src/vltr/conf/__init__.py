@@ -3,6 +3,7 @@ OmegaConf resolvers the configs use."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
@@ -63,6 +64,57 @@ def run_tags(
     return auto + [t for t in user if t not in auto]
 
 
+# what each config group chooses (vltr-train --help)
+GROUP_HELP = {
+    "dataset": "which store to train on (videolt, minikinetics200, charades*: imported with "
+               "vltr-data import; store: any store, dataset.path=FILE)",
+    "features": "the backbone's features: dim and frames, names the store file",
+    "aggregator": "frames -> video embedding (nn.Module)",
+    "method": "the LightningModule and its procedure",
+    "strategy": "long-tail strategy: loss, sampler, mixing (framestack, move: methods)",
+    "trainer": "Lightning Trainer (cpu, gpu, ddp, ddp_spawn, slurm)",
+    "logger": "csv (default), wandb (adds W&B), none",
+    "callbacks": "checkpointing, progress, per-video predictions, W&B class report",
+    "debug": "fast: a smoke run of a few batches; overfit: a few batches, many epochs",
+    "hparams_search": "an Optuna study over the run's settings (with -m)",
+    "paths": "where data is cached and runs are written",
+}
+HIDDEN_GROUPS = ("hydra", "experiment")
+
+
+def config_groups_help() -> str:
+    """The config groups and their options, for the ``vltr-train --help`` template; the
+    experiment presets are counted and named by their pattern, not listed."""
+    from importlib.resources import files
+
+    root = files("vltr.conf")
+    lines = []
+    groups = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    width = max(len(g) for g in groups)
+    for group in groups:
+        if group in HIDDEN_GROUPS:
+            continue
+        options = sorted(p.name[:-5] for p in (root / group).iterdir()
+                         if p.name.endswith(".yaml"))
+        about = GROUP_HELP.get(group, "")
+        lines += textwrap.wrap(", ".join(options), 90, initial_indent=f"  {group:<{width}}  ",
+                               subsequent_indent=" " * (width + 4))
+        if about:
+            lines += textwrap.wrap(about, 90, initial_indent=" " * (width + 6),
+                                   subsequent_indent=" " * (width + 6))
+    presets = sorted(p.name[:-5] for p in (root / "experiment").iterdir()
+                     if p.name.endswith(".yaml"))
+    lines.append(f"  {'experiment':<{width}}  {len(presets)} paper presets named "
+                 "<strategy>_<aggregator>_<features>_<dataset>, e.g.")
+    for name in ("bce_nonlinear_synthetic_synthetic", "move_move-dual_resnet101_videolt",
+                 "framestack_netvlad_resnet101_videolt"):
+        if name in presets:
+            lines.append(f"  {'':<{width}}    experiment={name}")
+    lines.append(f"  {'':<{width}}    all of them: ls {root / 'experiment'}")
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("vltr.config_groups_help", config_groups_help, replace=True)
 OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=True)
 OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
