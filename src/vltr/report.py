@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vltr.analysis.runs import RunResult, find_run_dirs, load_runs
+from vltr.analysis.runs import RunResult, find_run_dirs, load_runs, predictions_path
 from vltr.analysis.settings import distinguishing_settings
 from vltr.analysis.tables import method_table, sweep_table, table_warnings, to_csv, to_markdown
 from vltr.cli import help_formatter, paragraphs, user_errors
@@ -74,24 +74,6 @@ def _report(
 
 
 # ------------------------------------------------------------------------------------ compare
-def predictions_path(run: RunResult | Path, split: str = "test") -> Path:
-    """A run's ``predictions_<split>.npz`` (a multi-stage run's: its last stage's)."""
-    run_dir = run.path if isinstance(run, RunResult) else Path(run)
-    name = f"predictions_{split}.npz"
-    if (run_dir / name).is_file():
-        return run_dir / name
-    stages = sorted(
-        run_dir.glob(f"stage*/{name}"),
-        key=lambda p: int("".join(filter(str.isdigit, p.parent.name)) or 0),
-    )
-    if not stages:
-        raise StoreError(
-            f"{run_dir / name}: no per-video predictions (runs save them after "
-            "testing: callbacks.test_predictions)"
-        )
-    return stages[-1]
-
-
 def _side(paths: Sequence[str], name: str) -> list[RunResult]:
     runs = [r for r in load_runs(paths) if not r.failed]
     if not runs:

@@ -38,7 +38,7 @@ def _modules() -> tuple[Any, Any, Any]:
         from vltr.errors import ConfigError
 
         raise ConfigError(
-            f"the W&B workspace needs wandb-workspaces ({e}): pip install 'vltr[wandb]'"
+            f"the W&B workspace needs wandb-workspaces ({e}): pip install 'vltr[dashboard]'"
         ) from None
     return ws, wr, expr
 

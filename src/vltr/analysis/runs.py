@@ -229,3 +229,21 @@ def load_per_class(run: RunResult | str | Path, split: str = "test") -> list[dic
     return [{"class_index": int(r["class_index"]), "class_name": r["class_name"],
              "train_count": int(r["train_count"]), "group": r["group"], "ap": float(r["ap"])}
             for r in rows]
+
+
+def predictions_path(run: RunResult | Path, split: str = "test") -> Path:
+    """A run's ``predictions_<split>.npz`` (a multi-stage run's: its last stage's)."""
+    run_dir = run.path if isinstance(run, RunResult) else Path(run)
+    name = f"predictions_{split}.npz"
+    if (run_dir / name).is_file():
+        return run_dir / name
+    stages = sorted(
+        run_dir.glob(f"stage*/{name}"),
+        key=lambda p: int("".join(filter(str.isdigit, p.parent.name)) or 0),
+    )
+    if not stages:
+        raise StoreError(
+            f"{run_dir / name}: no per-video predictions (runs save them after "
+            "testing: callbacks.test_predictions)"
+        )
+    return stages[-1]
