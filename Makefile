@@ -29,14 +29,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(ARGS)
 
 ## the notebooks' committed outputs: a small sweep on the embedded synthetic dataset (run once
-## into $(NOTEBOOK_SWEEP): bce and ldam_drw at imbalance ratios 0.01 and 0.1, 10 epochs), then
+## into $(NOTEBOOK_SWEEP): bce and ldam_drw at imbalance ratios 0.01 and 0.05, 8 epochs), then
 ## every notebook executed in place on it (papermill)
 NOTEBOOK_SWEEP ?= logs/notebooks/sweep
 notebooks: $(STAMP)
 	test -f $(NOTEBOOK_SWEEP)/multirun.yaml || $(BIN)/vltr-train -m \
 	    experiment=bce_nonlinear_synthetic_synthetic strategy=bce,ldam_drw \
-	    dataset.synthetic.imbalance_ratio=0.01,0.1 trainer.max_epochs=10 \
-	    'method.scheduler.milestones=[8]' hydra.sweep.dir=$(NOTEBOOK_SWEEP)
+	    dataset.synthetic.imbalance_ratio=0.01,0.05 trainer.max_epochs=8 \
+	    'method.scheduler.milestones=[6]' hydra.sweep.dir=$(NOTEBOOK_SWEEP)
 	$(BIN)/python -m vltr.analysis.execute notebooks/*.ipynb --inplace -p SWEEP $(NOTEBOOK_SWEEP)
 
 ## the documentation site (mkdocs-material) into site/, strict: a broken link or a page

@@ -188,8 +188,8 @@ class ProgressLog(L.Callback):
         out = []
         for key, name in keys:
             value = _value(metrics, key, step)
-            if value is not None:
-                out.append(f"{name} {value:.4f}")
+            if value is not None:  # NaN: a group without classes (no tail at this ratio)
+                out.append(f"{name} {value:.4f}" if math.isfinite(value) else f"{name} n/a")
         return out
 
     def on_train_batch_end(
