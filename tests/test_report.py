@@ -245,17 +245,19 @@ def test_weighted_ap_equals_the_ap_of_the_resampled_split() -> None:
 
 
 @pytest.mark.e2e
-def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path) -> None:
+def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     from vltr.analysis.bootstrap import paired_bootstrap
     from vltr.evaluation.predictions import load_predictions
+    from vltr.report import main
 
     runs = {(r.strategy, r.imbalance_ratio): r for r in load_runs([tiny_sweep]) if not r.failed}
     a, b = runs[("bce", 0.2)], runs[("focal", 0.2)]
     out = tmp_path / "cmp"
-    proc = run_cli(["vltr-report", "compare", str(a.path), str(b.path), "--resamples", "200",
-                    "--out", str(out)], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "bootstrap: 100% (200/200 resamples)" in proc.stderr  # progress lines
+    assert main(["compare", str(a.path), str(b.path), "--resamples", "200",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "bootstrap: 100% (200/200 resamples)" in printed.err  # progress lines
     rows = {r["metric"]: r for r in csv.DictReader(open(out / "compare.csv"))}
     for metric in ("mAP", "mAP_tail"):
         row = {k: float(v) for k, v in rows[metric].items() if k != "metric"}
@@ -263,7 +265,7 @@ def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path) -> None
         assert row["a"] == pytest.approx(a.test[metric], abs=2e-3)
         assert row["b"] == pytest.approx(b.test[metric], abs=2e-3)
         assert row["ci_low"] <= row["diff"] <= row["ci_high"]
-    assert "| mAP |" in proc.stdout and "95% interval" in proc.stdout
+    assert "| mAP |" in printed.out and "95% interval" in printed.out
     # a run against itself: no difference on any resample
     same = paired_bootstrap(load_predictions(a.path / "predictions_test.npz"),
                             load_predictions(a.path / "predictions_test.npz"), resamples=20)
@@ -273,10 +275,11 @@ def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path) -> None
     one, two = (paired_bootstrap(pa, pb, resamples=30, threads=t) for t in (1, 2))
     assert one.differences == two.differences
     # a side whose runs differ in more than the seed is refused in one line
-    proc = run_cli(["vltr-report", "compare", "--a", str(a.path),
-                    str(runs[("bce", 1.0)].path), "--b", str(b.path)], cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "differ in more than the seed" in proc.stderr
+    with pytest.raises(SystemExit) as code:
+        main(["compare", "--a", str(a.path), str(runs[("bce", 1.0)].path), "--b", str(b.path)])
+    assert code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differ in more than the seed" in err
 
 
 def test_dashboard_workspace_is_built_offline(capsys: pytest.CaptureFixture[str]) -> None:
