@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-vltr
 TORCH   ?= torch==2.13.0
 ARGS    ?=
 
-.PHONY: install train test test-fast bench bench-scale lint format clean notebooks
+.PHONY: install train test test-fast bench bench-scale lint format clean notebooks docs docs-serve
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,9 +28,24 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(ARGS)
 
-## executes notebooks/*.ipynb (on logs/ and data/) into logs/notebooks/, with outputs
+## the notebooks' committed outputs: a small sweep on the embedded synthetic dataset (run once
+## into $(NOTEBOOK_SWEEP): bce and ldam_drw at imbalance ratios 0.01 and 0.05, 8 epochs), then
+## every notebook executed in place on it (papermill)
+NOTEBOOK_SWEEP ?= logs/notebooks/sweep
 notebooks: $(STAMP)
-	$(BIN)/python -m vltr.analysis.execute notebooks/*.ipynb --out logs/notebooks
+	test -f $(NOTEBOOK_SWEEP)/multirun.yaml || $(BIN)/vltr-train -m \
+	    experiment=bce_nonlinear_synthetic_synthetic strategy=bce,ldam_drw \
+	    dataset.synthetic.imbalance_ratio=0.01,0.05 trainer.max_epochs=8 \
+	    'method.scheduler.milestones=[6]' hydra.sweep.dir=$(NOTEBOOK_SWEEP)
+	$(BIN)/python -m vltr.analysis.execute notebooks/*.ipynb --inplace -p SWEEP $(NOTEBOOK_SWEEP)
+
+## the documentation site (mkdocs-material) into site/, strict: a broken link or a page
+## missing from the navigation fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(STAMP)
 	$(BIN)/python bench/stream.py
@@ -49,4 +64,4 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 
 clean:
-	rm -rf logs outputs multirun .pytest_cache
+	rm -rf logs outputs multirun site .pytest_cache

@@ -45,7 +45,6 @@ TINY_OVERRIDES = [
     "aggregator.hidden_dim=64",
     "trainer.max_epochs=12",
     "trainer.enable_progress_bar=false",
-    "~callbacks.rich_progress_bar",
     "schedule.scheduler.milestones=[10]",
     "schedule.optimizer.lr=3e-3",
 ]

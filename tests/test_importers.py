@@ -371,10 +371,51 @@ def test_synthetic_store_imbalance_ratio(tiny_store: Path) -> None:
     assert len(dm.train_dataloader()) == 11  # ceil(163 / 16)
 
 
+def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from vltr.data.cli import training_store
+
+    videolt_release(tmp_path)
+    stores = tmp_path / "stores"
+    monkeypatch.setenv("VLTR_VIDEOLT_DIR", str(stores))
+    monkeypatch.chdir(tmp_path)
+    args = ["import", "videolt", "--features", str(tmp_path / "features"), "--lists",
+            str(tmp_path / "labels"), "--chunk-videos", "4"]
+    assert cli_main([*args, "--backbone", "resnet101"]) == 0
+    out, err = capsys.readouterr()
+    # the path `vltr-train dataset=videolt features=resnet101` reads, composed like training
+    target = training_store("videolt", "resnet101").path
+    assert target == stores / "videolt-resnet101.h5" and FeatureStore(target).num_videos == 13
+    assert out.splitlines()[-1] == (
+        f"train on it: VLTR_VIDEOLT_DIR={stores} vltr-train dataset=videolt "
+        "features=resnet101 features.dim=8 features.frames=150")  # D=8 here, 2048 in VideoLT
+    # not a terminal: a line every 5 % (here every chunk of 4 of the 13 videos)
+    assert [ln.split(" (")[0] for ln in err.splitlines()] == [
+        "VideoLT: 31%", "VideoLT: 62%", "VideoLT: 92%", "VideoLT: 100%"]
+
+    # an --out named for another backbone is refused in one line, and nothing is written
+    assert cli_main([*args, "--backbone", "resnet101", "--out",
+                     str(tmp_path / "videolt-resnet50.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "features=resnet50 would read this file" in err
+    assert not (tmp_path / "videolt-resnet50.h5").exists()
+    # without --out the backbone must name a features config
+    assert cli_main([*args, "--backbone", "r101"]) == 2
+    assert "--backbone r101: not a features config" in capsys.readouterr().err
+    # any other --out: the command names the file
+    assert cli_main([*args, "--backbone", "resnet101", "--out", str(tmp_path / "mine.h5"),
+                     "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == (
+        "train on it: vltr-train dataset=videolt features=resnet101 features.dim=8 "
+        f"features.frames=150 dataset.path={tmp_path / 'mine.h5'}")
+    assert "VideoLT:" not in err
+
+
 @pytest.mark.e2e
-def test_videolt_stand_in_release_imports(tmp_path: Path) -> None:
-    """scripts/make_videolt_release.py (the README's runnable walkthrough) writes the release
-    layout the videolt importer reads: variable lengths, 2048 dims, multi-label lists."""
+def test_researchers_path_release_to_report_and_wandb_run(tmp_path: Path) -> None:
+    """From scripts/make_videolt_release.py output to a report table and a W&B offline run,
+    with the commands as printed, no path set by hand."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_videolt_release.py"
     proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "rel"),
                            "--num-classes", "4", "--n-max", "8"], capture_output=True,
@@ -383,11 +424,25 @@ def test_videolt_stand_in_release_imports(tmp_path: Path) -> None:
     lengths = [np.load(f, mmap_mode="r").shape for f in (tmp_path / "rel" /
                                                          "ResNet101-feature").glob("*.npy")]
     assert {d for _, d in lengths} == {2048} and min(t for t, _ in lengths) < 60
-    out = tmp_path / "videolt-resnet101.h5"
     proc = run_cli(["vltr-data", "import", "videolt", "--features",
                     str(tmp_path / "rel" / "ResNet101-feature"), "--lists",
-                    str(tmp_path / "rel" / "labels"), "--backbone", "resnet101", "--out",
-                    str(out), "--no-progress"], cwd=tmp_path)
+                    str(tmp_path / "rel" / "labels"), "--backbone", "resnet101"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    store = FeatureStore(out, expected_dim=2048, expected_frames=150)
+    store = FeatureStore(tmp_path / "data" / "videolt" / "videolt-resnet101.h5",
+                         expected_dim=2048, expected_frames=150)
     assert store.num_videos == len(lengths) and store.num_classes == 4
+    printed = proc.stdout.splitlines()[-1]
+    assert printed == (f"train on it: vltr-train dataset=videolt features=resnet101  "
+                       f"(run from {tmp_path})")
+    command = printed.removeprefix("train on it: ").split("  (")[0].split()
+    small = ["trainer.max_epochs=1", "dataset.num_workers=0", "dataset.batch_size=8",
+             "aggregator.hidden_dim=32", "logger=wandb"]
+    proc = run_cli([*command, *small], cwd=tmp_path,
+                   env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| test" in proc.stdout
+    (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # for `wandb sync`
+    proc = run_cli(["vltr-report", "logs"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\| bce \| nonlinear \| (\d\.\d{3}|n/a) \|", proc.stdout, re.M)

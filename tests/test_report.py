@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vltr.analysis import (
@@ -21,6 +22,7 @@ from vltr.analysis import (
     to_markdown,
 )
 from vltr.analysis.runs import latest_sweep
+from vltr.analysis.tables import table_warnings
 from vltr.errors import StoreError
 from vltr.report import build_report
 
@@ -31,9 +33,14 @@ METRICS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
 
 def fake_run(path: Path, strategy: str = "bce", aggregator: str = "nonlinear",
              method: str = "base", ir: float | None = None, seed: int = 0,
-             value: float = 0.5, failed: bool = False) -> Path:
-    """A run directory as vltr-train leaves it (metrics.json's run block, or failed.json)."""
+             value: float = 0.5, failed: bool = False, max_epochs: int | None = None,
+             overrides: tuple[str, ...] = (), composed: str | None = None) -> Path:
+    """A run directory as vltr-train leaves it (metrics.json's run block, or failed.json;
+    ``composed``: its .hydra/config.yaml)."""
     path.mkdir(parents=True)
+    if composed is not None:
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "config.yaml").write_text(composed)
     if failed:
         (path / "failed.json").write_text(json.dumps({"error": "StoreError: boom"}))
         (path / ".hydra").mkdir()
@@ -45,9 +52,13 @@ def fake_run(path: Path, strategy: str = "bce", aggregator: str = "nonlinear",
             f"seed: {seed}\ndataset:\n  imbalance_ratio: {'null' if ir is None else ir}\n")
         return path
     metrics = {k: value + i / 100 for i, k in enumerate(METRICS)}
+    run = {"dataset": "synthetic", "features": "synthetic", "aggregator": aggregator,
+           "strategy": strategy, "method": method, "imbalance_ratio": ir, "seed": seed,
+           "overrides": [*overrides, f"seed={seed}"]}
+    if max_epochs is not None:
+        run["max_epochs"] = max_epochs
     (path / "metrics.json").write_text(json.dumps({
-        "run": {"dataset": "synthetic", "features": "synthetic", "aggregator": aggregator,
-                "strategy": strategy, "method": method, "imbalance_ratio": ir, "seed": seed},
+        "run": run,
         "val": metrics, "test": {k: v / 2 for k, v in metrics.items()}}))
     return path
 
@@ -152,6 +163,7 @@ def test_tiny_sweep_report(tiny_sweep: Path, tmp_path: Path) -> None:
     text = (out / "report.md").read_text()
     assert proc.stdout == text
     assert "## mAP_tail by imbalance ratio (test)" in text and "## Failed runs" in text
+    assert "## Not averaged" not in text and "settings" not in text  # one setting per row
     sweep_rows = list(csv.DictReader(open(out / "sweep_mAP.csv")))
     assert [r["imbalance_ratio"] for r in sweep_rows] == ["0.2", "1.0", "2.0"]
     assert float(sweep_rows[0]["focal"]) == pytest.approx(by_key[("focal", 0.2)].test["mAP"])
@@ -172,3 +184,126 @@ def test_latest_sweep_is_the_newest_multirun_anywhere_under_logs(tmp_path: Path)
         (tmp_path / sub / "multirun.yaml").write_text("{}")
         os.utime(tmp_path / sub / "multirun.yaml", (100 + i, 100 + (i if i < 2 else -50)))
     assert latest_sweep(tmp_path) == tmp_path / "logs" / "ir_sweep"
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_not_averaged(tmp_path: Path) -> None:
+    # a 1-epoch and a 2-epoch run are not two seeds of one setting
+    runs = [load_run(fake_run(tmp_path / "e1", max_epochs=1, value=0.2, seed=0)),
+            load_run(fake_run(tmp_path / "e2", max_epochs=2, value=0.3, seed=1))]
+    rows = method_table(runs, "val")
+    assert [(r["n"], r["settings"]) for r in rows] == [(1, "max_epochs=1"), (1, "max_epochs=2")]
+    assert [r["mAP"] for r in rows] == pytest.approx([0.2, 0.3])
+    md = to_markdown(rows)
+    assert md.splitlines()[0].startswith("| method | aggregator | settings | All |")
+    assert "| bce | nonlinear | max_epochs=1 | 0.200 |" in md
+    [warning] = table_warnings(runs)
+    assert "differ in more than the seed (max_epochs)" in warning
+    proc = run_cli(["vltr-report", str(tmp_path)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "## Not averaged" in proc.stdout and "max_epochs=2" in proc.stdout
+    assert proc.stderr.startswith("vltr-report: warning: bce / nonlinear")
+
+
+def test_overrides_are_compared_by_value_in_the_composed_config(tmp_path: Path) -> None:
+    composed = "seed: {s}\ntrainer:\n  max_epochs: 20\nmethod:\n  optimizer:\n    lr: {lr}\n"
+    runs = [
+        # an explicit default equals the default; 1e-3 equals 0.001
+        load_run(fake_run(tmp_path / "a", seed=0, overrides=("trainer.max_epochs=20",
+                                                             "method.optimizer.lr=1e-3"),
+                          composed=composed.format(s=0, lr=0.001))),
+        load_run(fake_run(tmp_path / "b", seed=1, composed=composed.format(s=1, lr=0.001))),
+        load_run(fake_run(tmp_path / "c", seed=2, overrides=("method.optimizer.lr=0.01",
+                                                             "dataset.num_workers=8"),
+                          composed=composed.format(s=2, lr=0.01))),
+    ]
+    rows = method_table(runs, "val")
+    assert [(r["n"], r["settings"]) for r in rows] == [
+        (2, "method.optimizer.lr=0.001"), (1, "method.optimizer.lr=0.01")]
+    # loader workers and the seed are not settings; a repeated seed is said
+    assert load_run(fake_run(tmp_path / "d", seed=2, overrides=("dataset.num_workers=2",),
+                             composed=composed.format(s=2, lr=0.01))).overrides
+    warnings = table_warnings(load_runs([tmp_path]))
+    assert any("repeat seed 2" in w for w in warnings)
+
+
+def test_weighted_ap_equals_the_ap_of_the_resampled_split() -> None:
+    from vltr.analysis.bootstrap import WeightedAP
+    from vltr.metrics import average_precision
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n, c = int(rng.integers(5, 60)), int(rng.integers(1, 6))
+        scores = rng.integers(0, 5, (n, c)).astype(np.float32)  # many tied scores
+        targets = rng.random((n, c)) < 0.3
+        draws = np.bincount(rng.integers(0, n, n), minlength=n)
+        ap, present = WeightedAP(scores, targets).ap(draws)
+        rows = np.repeat(np.arange(n), draws)
+        np.testing.assert_allclose(ap, average_precision(scores[rows], targets[rows]))
+        assert np.array_equal(present, targets[rows].any(axis=0))
+        np.testing.assert_allclose(WeightedAP(scores, targets).ap()[0],
+                                   average_precision(scores, targets))
+
+
+@pytest.mark.e2e
+def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from vltr.analysis.bootstrap import paired_bootstrap
+    from vltr.evaluation.predictions import load_predictions
+    from vltr.report import main
+
+    runs = {(r.strategy, r.imbalance_ratio): r for r in load_runs([tiny_sweep]) if not r.failed}
+    a, b = runs[("bce", 0.2)], runs[("focal", 0.2)]
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a.path), str(b.path), "--resamples", "200",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "bootstrap: 100% (200/200 resamples)" in printed.err  # progress lines
+    rows = {r["metric"]: r for r in csv.DictReader(open(out / "compare.csv"))}
+    for metric in ("mAP", "mAP_tail"):
+        row = {k: float(v) for k, v in rows[metric].items() if k != "metric"}
+        # point estimates: the runs' own test metrics (every class has a test positive)
+        assert row["a"] == pytest.approx(a.test[metric], abs=2e-3)
+        assert row["b"] == pytest.approx(b.test[metric], abs=2e-3)
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+    assert "| mAP |" in printed.out and "95% interval" in printed.out
+    # a run against itself: no difference on any resample
+    same = paired_bootstrap(load_predictions(a.path / "predictions_test.npz"),
+                            load_predictions(a.path / "predictions_test.npz"), resamples=20)
+    assert all(d.diff == 0 and d.ci_low == 0 == d.ci_high for d in same.differences)
+    # threads do not change the draws
+    pa, pb = (load_predictions(r.path / "predictions_test.npz") for r in (a, b))
+    one, two = (paired_bootstrap(pa, pb, resamples=30, threads=t) for t in (1, 2))
+    assert one.differences == two.differences
+    # a side whose runs differ in more than the seed is refused in one line
+    with pytest.raises(SystemExit) as code:
+        main(["compare", "--a", str(a.path), str(runs[("bce", 1.0)].path), "--b", str(b.path)])
+    assert code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differ in more than the seed" in err
+
+
+def test_dashboard_workspace_is_built_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    from vltr.analysis.dashboard import build_workspace
+    from vltr.report import main
+
+    ws = build_workspace("team", "vltr", group="ir_grid", tags=["ir:0.01"])
+    panels = {s.name: s.panels for s in ws.sections}
+    curves = panels["val mAP by method"]
+    assert [p.y for p in curves] == [["val/mAP"], ["val/mAP_head"], ["val/mAP_medium"],
+                                     ["val/mAP_tail"]]
+    assert all(p.x == "epoch" and p.groupby.name == "run.label" and p.groupby_aggfunc == "mean"
+               for p in curves)
+    scatter = [p for p in panels["across imbalance ratios"] if type(p).__name__ == "ScatterPlot"]
+    assert {(p.x.name, p.y.name, p.log_x) for p in scatter} == {
+        ("run.imbalance_ratio", "test/mAP", True), ("run.imbalance_ratio", "test/mAP_tail", True)}
+    chart = panels["per class"][0]
+    assert chart.chart_name == "wandb/scatter/v0"
+    assert chart.chart_fields == {"x": "log10_train_count", "y": "test_ap"}
+    assert chart.query == {"summaryTable": {"tableKey": "class_report/per_class_ap"}}
+    assert "ir_grid" in ws.runset_settings.filters and "ir:0.01" in ws.runset_settings.filters
+    view = ws._to_model()  # the object W&B's API would receive: serialises without network
+    assert view.project == "vltr" and view.entity == "team"
+    assert main(["dashboard", "--entity", "team", "--group", "ir_grid"]) == 0
+    text = capsys.readouterr().out
+    assert "LinePlot: val/mAP_tail over epoch, grouped by run.label" in text
+    assert "not saved" in text

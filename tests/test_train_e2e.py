@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,53 @@ def test_run_directory_contents(trained: tuple[Path, Path, dict]) -> None:
     assert ap.mean() == pytest.approx(metrics["test"]["mAP"], abs=1e-5)
     assert (out / "csv" / "metrics.csv").exists()
     assert not list(root.glob("*.ckpt")) and not (root / "outputs").exists()
+
+
+def test_log_without_a_terminal_has_one_line_per_epoch(trained: tuple[Path, Path, dict]
+                                                        ) -> None:
+    # the run's output is not a terminal (a subprocess with pipes): no bar, one log line per
+    # epoch with the validation mAP, in the run's train.log as on the console
+    _, out, _ = trained
+    lines = [ln for ln in (out / "train.log").read_text().splitlines() if "vltr.progress" in ln]
+    epochs = [re.search(r"epoch (\d+)/(\d+) \| ", ln) for ln in lines]
+    assert [(int(m.group(1)), int(m.group(2))) for m in epochs if m] == [(k, 12)
+                                                                         for k in range(1, 13)]
+    for line in lines:
+        assert re.search(r"val/mAP \d\.\d{4} \| val/mAP_tail \d\.\d{4} \|", line), line
+        assert "videos/s" in line and "ETA" in line
+
+
+def test_load_model_round_trips_the_test_predictions(trained: tuple[Path, Path, dict]) -> None:
+    import vltr
+    from vltr.evaluation.predictions import load_predictions
+
+    _, out, metrics = trained
+    model = vltr.load_model(metrics["best_ckpt"])
+    assert not model.module.training and model.config.dataset.name == "synthetic"
+    predicted = model.predict("test")
+    saved = load_predictions(out / "predictions_test.npz")  # written when the run tested
+    assert np.array_equal(predicted.index, saved.index)
+    assert np.array_equal(predicted.video_ids, saved.video_ids)
+    assert np.array_equal(predicted.targets, saved.targets)
+    np.testing.assert_allclose(predicted.scores, saved.scores.astype(np.float32),
+                               rtol=2e-3, atol=2e-3)  # float16 in the file
+    for key in GROUP_KEYS:
+        assert predicted.metrics()[key] == pytest.approx(metrics["test"][key], abs=1e-6), key
+        assert saved.metrics()[key] == pytest.approx(metrics["test"][key], abs=2e-3), key
+
+
+def test_load_model_is_weights_only(trained: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import torch
+
+    import vltr
+    from vltr.errors import StoreError
+
+    _, _, metrics = trained
+    ckpt = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=True)
+    ckpt["extra"] = Path("an object a weights-only load refuses")
+    torch.save(ckpt, tmp_path / "pickled.ckpt")
+    with pytest.raises(StoreError, match="not a readable checkpoint"):
+        vltr.load_model(tmp_path / "pickled.ckpt")
 
 
 def test_eval_reproduces_test_metrics(trained: tuple[Path, Path, dict]) -> None:

@@ -63,7 +63,7 @@ def test_single_run_dashboard_data(tmp_path: Path) -> None:
     # the same choices as config keys, which W&B can group by
     assert run["config"]["run"] == {"dataset": "synthetic", "features": "synthetic",
                                     "aggregator": "nonlinear", "strategy": "bce",
-                                    "method": "base", "experiment": None,
+                                    "method": "base", "experiment": None, "label": "bce",
                                     "imbalance_ratio": 0.5}
 
     # per-epoch head/medium/tail curves (one row per fit epoch, plus the explicit validate)

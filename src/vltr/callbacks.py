@@ -1,5 +1,6 @@
 """Callbacks: those vltr adds to every run (the run depends on them), those ``vltr-eval`` adds
-on request (resampled test distributions), and the optional W&B class report
+on request (resampled test distributions), the per-video predictions file
+(``callbacks.test_predictions``) and the optional W&B class report
 (``callbacks.wandb_class_report``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from vltr.data.datamodule import DatasetInfo
 from vltr.data.longtail import group_of_classes
+from vltr.evaluation.predictions import Predictions, save_predictions
 from vltr.evaluation.resample import resampled_metrics
 from vltr.io import atomic_path
 
@@ -66,6 +68,44 @@ def write_per_class_ap(path: Path, ap: np.ndarray, info: DatasetInfo) -> None:
         for c, value in enumerate(ap):
             writer.writerow([c, info.class_names[c], int(info.class_counts[c]), groups[c],
                              f"{float(value):.6f}"])
+
+
+class PredictionsWriter(L.Callback):
+    """Save the evaluated split's per-video predictions as ``predictions_<split>.npz``
+    (:mod:`vltr.evaluation.predictions`): what paired comparisons of two runs on the same test
+    videos need (``vltr-report compare``, the notebooks).
+
+    Written for explicit ``validate``/``test`` runs only (the best checkpoint after fitting),
+    for the ``splits`` asked (default: test); the predictions are the ones the split's metric
+    gathered (every rank's, padding dropped); rank 0 writes, atomically.
+    """
+
+    def __init__(self, output_dir: str, splits: Sequence[str] = ("test",)) -> None:
+        self.output_dir = Path(output_dir)
+        self.splits = tuple(splits)
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        metric = getattr(pl_module, f"{split}_metrics", None)
+        datamodule = getattr(trainer, "datamodule", None)
+        if split not in self.splits or metric is None or not hasattr(datamodule, "info"):
+            return
+        index, scores, targets = metric.indexed_predictions()  # every rank: it gathers
+        if not trainer.is_global_zero:
+            return
+        info = datamodule.info()
+        ids = np.asarray(datamodule.store.video_ids(), dtype=str)
+        save_predictions(self.output_dir / f"predictions_{split}.npz", Predictions(
+            index=index, video_ids=ids[index], scores=scores.cpu().numpy(),
+            targets=targets.cpu().numpy() > 0, class_names=np.asarray(info.class_names),
+            class_counts=info.class_counts, head_min=info.head_min, tail_max=info.tail_max,
+            split=split))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._save(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer, pl_module, "test")
 
 
 class ResampledTestMetrics(L.Callback):

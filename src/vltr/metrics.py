@@ -147,7 +147,7 @@ class VideoLTMetrics(Metric):
         self.indices.append(indices.detach().long())
 
     def compute(self) -> dict[str, float]:
-        result, ap = summarize(*self._deduplicated(), self.groups)
+        result, ap = summarize(*self._deduplicated()[1:], self.groups)
         self.per_class_ap = ap
         return result
 
@@ -159,15 +159,20 @@ class VideoLTMetrics(Metric):
         end hooks (callbacks run before the module's hook, which resets the state). Under DDP
         every rank must call it (it gathers).
         """
+        return self.indexed_predictions()[1:]
+
+    def indexed_predictions(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """``(dataset indices [N], scores [N, C], targets [N, C])``: :meth:`predictions` with
+        the samples' dataset indices (ascending), for saving them per video."""
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync,
                                should_unsync=True):
             return self._deduplicated()
 
-    def _deduplicated(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _deduplicated(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         scores, targets, indices = (_cat(x) for x in (self.scores, self.targets, self.indices))
-        _, first = np.unique(indices.cpu().numpy(), return_index=True)
+        index, first = np.unique(indices.cpu().numpy(), return_index=True)
         keep = torch.as_tensor(first, device=scores.device)
-        return scores[keep], targets[keep]
+        return index, scores[keep], targets[keep]
 
 
 def _cat(x: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:

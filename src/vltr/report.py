@@ -1,12 +1,17 @@
-"""``vltr-report PATH...``: the papers' tables from finished runs and sweeps.
+"""vltr-report: the papers' tables from finished runs, paired comparisons, the W&B workspace.
 
-Reads each run's ``metrics.json`` (never W&B): one row per method (All / Head / Medium / Tail
-mAP, Acc@1, Acc@5; seeds averaged) and, when the runs span several imbalance ratios, an
-imbalance-ratio x method table per ``--metric``. Prints Markdown; with ``--out DIR`` also
-writes ``report.md``, ``methods.csv`` and ``sweep_<metric>.csv`` there (atomically).
+Reads each run's files (metrics.json, per_class_ap_<split>.csv, predictions_<split>.npz),
+never W&B.
 
-    vltr-report logs/train/multiruns/2026-11-22_10-00-00-000000
-    vltr-report RUN_A RUN_B --split val --metric mAP --metric mAP_tail --out reports/
+* table (the default): one row per method (All / Head / Medium / Tail mAP, Acc@1, Acc@5;
+  mean ± std over seeds and n), and, when the runs span several imbalance ratios, an
+  imbalance-ratio x method table per --metric. Runs are averaged only when they differ in the
+  seed alone; runs that differ in anything else get a row each, named by what differs, and a
+  warning says so.
+* compare A B: paired bootstrap over the test videos of B minus A (mAP, head, medium and tail
+  mAP) with a 95 % interval; each side is one run or several seeds of one setting.
+* dashboard: the W&B workspace (H/M/T mAP curves by method, AP vs training count, imbalance-
+  ratio panels), built in code; printed, and created in W&B with --save.
 """
 
 from __future__ import annotations
@@ -16,58 +21,352 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vltr.analysis.runs import load_runs
-from vltr.analysis.tables import method_table, sweep_table, to_csv, to_markdown
-from vltr.cli import user_errors
-from vltr.errors import ConfigError
+from vltr.analysis.runs import RunResult, find_run_dirs, load_runs, predictions_path
+from vltr.analysis.settings import distinguishing_settings
+from vltr.analysis.tables import method_table, sweep_table, table_warnings, to_csv, to_markdown
+from vltr.cli import help_formatter, paragraphs, user_errors
+from vltr.errors import ConfigError, StoreError
 from vltr.io import write_text_atomic
 
+PROG = "vltr-report"
+KNOWN_METRICS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
+COMMANDS = ("table", "compare", "dashboard")
 
-def build_report(paths: Sequence[str], split: str = "test",
-                 metrics: Sequence[str] = ("mAP", "mAP_tail")) -> tuple[str, dict[str, str]]:
+
+def build_report(
+    paths: Sequence[str], split: str = "test", metrics: Sequence[str] = ("mAP", "mAP_tail")
+) -> tuple[str, dict[str, str]]:
     """``(markdown, {csv file name: csv text})`` for the runs under ``paths``."""
+    text, csvs, _ = _report(paths, split, metrics)
+    return text, csvs
+
+
+def _report(
+    paths: Sequence[str], split: str, metrics: Sequence[str]
+) -> tuple[str, dict[str, str], list[str]]:
     runs = load_runs(paths)
     methods = method_table(runs, split)
-    parts = [f"## Methods ({split} split, best-on-val checkpoints; {len(runs)} runs)",
-             "", to_markdown(methods, "methods")]
+    parts = [
+        f"## Methods ({split} split, best-on-val checkpoints; {len(runs)} runs)",
+        "",
+        to_markdown(methods, "methods"),
+    ]
     csvs = {"methods.csv": to_csv(methods)}
     failed = [r for r in runs if r.failed]
     if len({r.imbalance_ratio for r in runs}) > 1:
         for metric in metrics:
             rows = sweep_table(runs, metric, split)
-            parts += ["", f"## {metric} by imbalance ratio ({split})", "",
-                      to_markdown(rows, "sweep")]
+            parts += [
+                "",
+                f"## {metric} by imbalance ratio ({split})",
+                "",
+                to_markdown(rows, "sweep"),
+            ]
             csvs[f"sweep_{metric}.csv"] = to_csv(rows)
+    warnings = table_warnings(runs)
+    if warnings:
+        parts += ["", "## Not averaged", ""]
+        parts += [f"- {w}" for w in warnings]
     if failed:
         parts += ["", "## Failed runs", ""]
         parts += [f"- `{r.path}`: {r.error}" for r in failed]
-    return "\n".join(parts) + "\n", csvs
+    return "\n".join(parts) + "\n", csvs, warnings
+
+
+# ------------------------------------------------------------------------------------ compare
+def _side(paths: Sequence[str], name: str) -> list[RunResult]:
+    runs = [r for r in load_runs(paths) if not r.failed]
+    if not runs:
+        raise StoreError(f"{name}: {', '.join(paths)}: no finished run")
+    settings, _ = distinguishing_settings(runs, lambda r: name)
+    differ = sorted({s for s in settings.values() if s})
+    if len({r.label for r in runs}) > 1 or differ:
+        what = differ[0] if differ else ", ".join(sorted({r.label for r in runs}))
+        raise ConfigError(
+            f"{name}: {len(runs)} runs differ in more than the seed ({what}): "
+            "give one setting per side (its seeds are averaged)"
+        )
+    return runs
+
+
+def _describe(runs: Sequence[RunResult]) -> str:
+    r = runs[0]
+    seeds = ", ".join(str(x.seed) for x in runs)
+    return (
+        f"{r.label}/{r.aggregator} ({len(runs)} run{'s' if len(runs) > 1 else ''}, "
+        f"seed{'s' if len(runs) > 1 else ''} {seeds})"
+    )
+
+
+def compare_runs(
+    a_paths: Sequence[str],
+    b_paths: Sequence[str],
+    split: str = "test",
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[str, str]:
+    """``(markdown, csv)``: the paired bootstrap of B - A (:mod:`vltr.analysis.bootstrap`)."""
+    from vltr.analysis.bootstrap import paired_bootstrap
+    from vltr.evaluation.predictions import load_predictions
+    from vltr.progress import PercentLines
+
+    sides = [_side(a_paths, "A"), _side(b_paths, "B")]
+    preds = [[load_predictions(predictions_path(r, split)) for r in side] for side in sides]
+    lines = PercentLines("bootstrap", resamples, unit="resamples", every=10) if progress else None
+    result = paired_bootstrap(
+        preds[0],
+        preds[1],
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        progress=None if lines is None else lambda done, total: lines.update(done),
+    )
+    level = f"{confidence:.0%}"
+    out = [
+        f"## Paired bootstrap: B - A ({split} split, {result.resamples:,} resamples of "
+        f"the {result.num_videos:,} videos)",
+        "",
+        f"- A: {_describe(sides[0])}",
+        f"- B: {_describe(sides[1])}",
+        "",
+        f"| metric | A | B | B - A | {level} interval | interval excludes 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    csv_rows = []
+    for d in result.differences:
+        out.append(
+            f"| {d.metric} | {d.a:.4f} | {d.b:.4f} | {d.diff:+.4f} | "
+            f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {'yes' if d.excludes_zero else 'no'} |"
+        )
+        csv_rows.append(
+            {
+                "metric": d.metric,
+                "a": d.a,
+                "b": d.b,
+                "diff": d.diff,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "confidence": confidence,
+                "resamples": resamples,
+                "seed": seed,
+            }
+        )
+    out += [
+        "",
+        "Each resample draws the test videos with replacement and scores both sides on "
+        "the same draw; a class without a drawn positive is left out of that draw's means.",
+    ]
+    return "\n".join(out) + "\n", to_csv(csv_rows)
+
+
+# ---------------------------------------------------------------------------------- commands
+def cmd_table(args: argparse.Namespace) -> int:
+    metrics = args.metrics or ["mAP", "mAP_tail"]
+    bad = [m for m in metrics if m not in KNOWN_METRICS]
+    if bad:
+        raise ConfigError(f"--metric {bad[0]}: unknown (choose from {', '.join(KNOWN_METRICS)})")
+    text, csvs, warnings = _report(args.paths, args.split, metrics)
+    if args.out:
+        out = Path(args.out)
+        write_text_atomic(out / "report.md", text)
+        for name, body in csvs.items():
+            write_text_atomic(out / name, body)
+    print(text, end="")
+    for line in warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be >= 1, got {args.resamples}")
+    if not 0 < args.confidence < 1:
+        raise ConfigError(f"--confidence must be in (0, 1), got {args.confidence}")
+    text, csv_text = compare_runs(
+        args.a,
+        args.b,
+        args.split,
+        args.resamples,
+        args.confidence,
+        args.seed,
+        progress=not args.quiet,
+    )
+    if args.out:
+        write_text_atomic(Path(args.out) / "compare.md", text)
+        write_text_atomic(Path(args.out) / "compare.csv", csv_text)
+    print(text, end="")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from vltr.analysis.dashboard import build_workspace, describe_workspace
+
+    workspace = build_workspace(args.entity, args.project, args.name, args.group, args.tag or ())
+    print(describe_workspace(workspace))
+    if args.save:
+        workspace.save()  # network: creates the workspace in the W&B project
+        print(f"saved: {workspace.url}")
+    else:
+        print("(not saved: add --save to create it in W&B; needs network and `wandb login`)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = help_formatter()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=fmt,
+        description=paragraphs(
+            "Tables, paired comparisons and the W&B workspace from finished runs (their "
+            "metrics.json and per-class / per-video files; never W&B).",
+            "Without a command, the table command is run: vltr-report PATH ... is "
+            "vltr-report table PATH ....",
+        ),
+        epilog="examples:\n"
+        "  vltr-report logs/train/multiruns/2026-01-01_10-00-00-000000\n"
+        "  vltr-report table RUN_A RUN_B --split val --metric mAP --metric mAP_tail\n"
+        "  vltr-report compare logs/sweeps/grid/0 logs/sweeps/grid/1\n"
+        "  vltr-report dashboard --entity my-team --project vltr --group grid\n\n"
+        "vltr-report COMMAND --help describes each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "table",
+        formatter_class=fmt,
+        help="the papers' tables (the default command)",
+        description=paragraphs(
+            "One row per method: All / Head / Medium / Tail mAP, Acc@1, Acc@5 of the "
+            "best-on-val checkpoints, mean ± std over seeds and n.",
+            "Runs are averaged only when they differ in the seed alone (config choices and "
+            "command-line overrides compared); others get a row each, with a settings column "
+            "naming what differs, and a warning.",
+            "When the runs span several imbalance ratios, one ratio x method table per "
+            "--metric follows.",
+        ),
+        epilog="examples:\n"
+        "  vltr-report logs/                                  every run under logs/\n"
+        "  vltr-report table SWEEP_DIR --out reports/grid     also report.md and CSV files\n"
+        "  vltr-report table SWEEP_DIR --metric acc1 --split val",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="run directories, multirun directories or folders above them",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("val", "test"),
+        help="which split's metrics (default: test)",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        dest="metrics",
+        metavar="METRIC",
+        help="metric of the imbalance-ratio tables, repeatable: "
+        f"{', '.join(KNOWN_METRICS)} (default: mAP and mAP_tail)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write report.md, methods.csv and sweep_<metric>.csv there",
+    )
+    p.set_defaults(handler=cmd_table)
+
+    p = sub.add_parser(
+        "compare",
+        formatter_class=fmt,
+        help="paired bootstrap of B - A over the test videos",
+        description=paragraphs(
+            "Is B better than A on this test set? Both sides are scored on the same bootstrap "
+            "resamples of the test videos (from each run's predictions_<split>.npz); the table "
+            "gives B - A for mAP and head / medium / tail mAP with its interval.",
+            "A side with several runs (seeds of one setting) is averaged on every resample; "
+            "runs of one side that differ in more than the seed are refused.",
+        ),
+        epilog="examples:\n"
+        "  vltr-report compare logs/train/runs/BCE_RUN logs/train/runs/LDAM_RUN\n"
+        "  vltr-report compare --a SWEEP/0 SWEEP/2 --b SWEEP/1 SWEEP/3   seeds on each side\n"
+        "  vltr-report compare A_RUN B_RUN --resamples 5000 --out reports/ldam_vs_bce",
+    )
+    p.add_argument(
+        "runs", nargs="*", metavar="RUN", help="two run directories: A (the baseline) then B"
+    )
+    p.add_argument("--a", nargs="+", metavar="RUN", help="side A's runs (instead of RUN RUN)")
+    p.add_argument("--b", nargs="+", metavar="RUN", help="side B's runs (instead of RUN RUN)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("val", "test"),
+        help="the split whose predictions are compared (default: test)",
+    )
+    p.add_argument(
+        "--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)"
+    )
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default: 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="resampling seed (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="also write compare.md and compare.csv there")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=cmd_compare)
+
+    p = sub.add_parser(
+        "dashboard",
+        formatter_class=fmt,
+        help="the W&B workspace, built in code",
+        description=paragraphs(
+            "Build the W&B workspace for vltr runs: val H/M/T mAP curves grouped by method "
+            "(mean ± std over seeds), test H/M/T bars by method, test mAP and tail mAP against "
+            "the imbalance ratio, AP against training count per class.",
+            "Prints its sections and panels; --save creates it in the project (network and a "
+            "W&B login needed; upload offline runs first with wandb sync).",
+        ),
+        epilog="examples:\n"
+        "  vltr-report dashboard --entity my-team                     print the panels\n"
+        "  vltr-report dashboard --entity my-team --group grid --save  create it in W&B\n"
+        "  vltr-report dashboard --entity me --tag ir:0.01 --tag dataset:videolt",
+    )
+    p.add_argument("--entity", required=True, help="W&B entity (user or team) owning it")
+    p.add_argument(
+        "--project", default="vltr", help="W&B project (default: vltr, as logger=wandb logs)"
+    )
+    p.add_argument("--name", default="vltr: long-tail", help="workspace name")
+    p.add_argument("--group", help="only runs of this W&B group (a sweep directory's name)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="TAG",
+        help="only runs with this tag, repeatable (ir:0.01, dataset:videolt, ...)",
+    )
+    p.add_argument("--save", action="store_true", help="create the workspace in W&B")
+    p.set_defaults(handler=cmd_dashboard)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vltr-report", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+", help="run directories, multirun directories or folders "
-                   "above them")
-    p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--metric", action="append", dest="metrics",
-                   help="metric of the imbalance-ratio tables (repeatable; default mAP and "
-                   "mAP_tail)")
-    p.add_argument("--out", help="directory for report.md and the CSV files")
-    args = p.parse_args(argv)
-    metrics = args.metrics or ["mAP", "mAP_tail"]
-    known = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
-    with user_errors("vltr-report"):
-        bad = [m for m in metrics if m not in known]
-        if bad:
-            raise ConfigError(f"--metric {bad[0]}: unknown (choose from {', '.join(known)})")
-        text, csvs = build_report(args.paths, args.split, metrics)
-        if args.out:
-            out = Path(args.out)
-            write_text_atomic(out / "report.md", text)
-            for name, body in csvs.items():
-                write_text_atomic(out / name, body)
-    print(text, end="")
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "table")  # vltr-report PATH ...: the table command
+    args = build_parser().parse_args(argv)
+    with user_errors(PROG):
+        if args.command == "compare":
+            if args.runs and (args.a or args.b):
+                raise ConfigError("compare: give RUN_A RUN_B, or --a ... --b ..., not both")
+            if not (args.a or args.b):
+                if len(args.runs) != 2:
+                    raise ConfigError(
+                        f"compare: expected two runs (A then B), got {len(args.runs)}"
+                    )
+                args.a, args.b = [args.runs[0]], [args.runs[1]]
+            elif not (args.a and args.b):
+                raise ConfigError("compare: give both --a and --b")
+            for path in (*args.a, *args.b):
+                find_run_dirs([path])  # a missing path: one line
+        return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from vltr.config import validate_config
 from vltr.errors import ConfigError, StoreError
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
+from vltr.progress import configure_progress
 from vltr.resume import RandomStateInCheckpoint, resolve_ckpt_path
 from vltr.stages import method_stages, run_stages
 from vltr.warnings_filter import quiet_known_warnings
@@ -68,7 +69,12 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [RunConfigInCheckpoint(resolved), PerClassAPWriter(str(output_dir), info),
                   RandomStateInCheckpoint()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # a bar only on a terminal; otherwise log lines (and no bar callback to conflict with
+    # trainer.enable_progress_bar=false)
+    callbacks, show_bar = configure_progress(callbacks,
+                                             cfg.trainer.get("enable_progress_bar", True))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     enable_progress_bar=show_bar)
     for lg in loggers:
         lg.log_hyperparams(_flat_hparams(resolved))
 

@@ -106,3 +106,59 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric: str = "mAP", ax: Any =
     ax.set_ylabel(metric)
     ax.legend(fontsize="small")  # inside: notebooks put two of these side by side
     return ax
+
+
+def plot_ap_vs_count_pair(run_a: RunResult, run_b: RunResult, split: str = "test",
+                          axes: Any = None) -> Any:
+    """Three panels: per-class AP against training count for run A, for run B (same axes,
+    coloured by group), and AP(B) - AP(A) per class: where B gains and where it loses."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)[1]
+    rows = [load_per_class(r, split) for r in (run_a, run_b)]
+    counts = np.array([r["train_count"] for r in rows[0]])
+    groups = np.array([r["group"] for r in rows[0]])
+    ap = [np.array([r["ap"] for r in rs]) for rs in rows]
+    for ax, run, values in zip(axes[:2], (run_a, run_b), ap, strict=True):
+        for g in GROUP_NAMES:
+            sel = groups == g
+            ax.scatter(counts[sel], values[sel], s=14, color=GROUP_COLORS[g], label=g)
+        ax.set_title(f"{run.label}/{run.aggregator}: mAP {values.mean():.3f}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(f"{split} AP")
+    diff = ap[1] - ap[0]
+    axes[2].axhline(0, color="grey", lw=0.8)
+    for g in GROUP_NAMES:
+        sel = groups == g
+        axes[2].scatter(counts[sel], diff[sel], s=14, color=GROUP_COLORS[g], label=g)
+    axes[2].set_title(f"{run_b.label} - {run_a.label}")
+    axes[2].set_ylabel("AP difference")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training videos of the class")
+    axes[0].legend(fontsize="small")
+    return axes
+
+
+def plot_group_confusion(confusion: Mapping[str, Mapping[str, float]], ax: Any = None,
+                         title: str = "") -> Any:
+    """Stacked bars, one per true group (a video's rarest label): the share of its videos
+    whose top-1 prediction is correct, or wrong and of each group
+    (:func:`vltr.analysis.predictions.group_confusion`)."""
+    ax = _axes(ax)
+    parts = ("correct", *GROUP_NAMES)
+    colors = {"correct": "tab:green", **{g: GROUP_COLORS[g] for g in GROUP_NAMES}}
+    bottom = np.zeros(len(GROUP_NAMES))
+    for part in parts:
+        values = np.array([confusion[g][part] for g in GROUP_NAMES], dtype=float)
+        label = part if part == "correct" else f"wrong: {part} class"
+        ax.bar(GROUP_NAMES, np.nan_to_num(values), bottom=bottom, color=colors[part],
+               alpha=1.0 if part == "correct" else 0.55, label=label)
+        bottom += np.nan_to_num(values)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("group of the video (its rarest label)")
+    ax.set_ylabel("share of videos (top-1)")
+    if title:
+        ax.set_title(title)
+    return ax

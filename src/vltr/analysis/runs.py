@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from vltr.conf import imbalance_ratio, method_label
 from vltr.errors import StoreError
 
 # strategies that are methods of their own (they set `method`): the row is named after them
@@ -40,6 +41,14 @@ class RunResult:
     test: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # set for a failed sweep member
     overrides: tuple[str, ...] = ()
+    experiment: str | None = None
+    max_epochs: int | None = None
+    # the run's record for comparing settings (vltr.analysis.settings): metrics.json's run
+    # block (with the same fallbacks as the fields above), Hydra's group choices and the
+    # composed config (unresolved)
+    run_block: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    choices: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    composed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -49,9 +58,7 @@ class RunResult:
     def label(self) -> str:
         """The row name in the papers' tables: the method (``medc``, ``meid``), a strategy that
         is a method (``framestack``, ``move``), or the long-tail strategy (``bce``, ``cbs``)."""
-        if self.method and self.method != "base":
-            return self.method
-        return self.strategy or "?"
+        return method_label(self.method, self.strategy)
 
     def metrics(self, split: str) -> dict[str, float]:
         if split not in ("val", "test"):
@@ -112,6 +119,16 @@ def _hydra_choices(run_dir: Path) -> dict[str, Any]:
     return dict(hydra.get("runtime", {}).get("choices", {}) or {})
 
 
+def _hydra_overrides(run_dir: Path) -> list[str]:
+    """The job's command-line overrides from Hydra's record (runs older than the run block's
+    ``overrides``)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     # unresolved: Hydra's records hold ${hydra:...} interpolations only Hydra can resolve
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
@@ -129,11 +146,14 @@ def load_run(run_dir: str | Path) -> RunResult:
     metrics_path, failed_path = run_dir / "metrics.json", run_dir / "failed.json"
     payload: dict[str, Any] = {}
     error = None
+    failed_overrides: list[str] = []
     try:
         if metrics_path.is_file():
             payload = json.loads(metrics_path.read_text())
         elif failed_path.is_file():
-            error = str(json.loads(failed_path.read_text()).get("error", "failed"))
+            failed = json.loads(failed_path.read_text())
+            error = str(failed.get("error", "failed"))
+            failed_overrides = list(failed.get("overrides") or [])
         else:
             raise StoreError(f"{run_dir}: not a run directory (no metrics.json or failed.json)")
     except json.JSONDecodeError as e:
@@ -142,14 +162,24 @@ def load_run(run_dir: str | Path) -> RunResult:
     choices = _hydra_choices(run_dir)
     cfg = _composed(run_dir)
     if "imbalance_ratio" not in run:
-        run["imbalance_ratio"] = (cfg.get("dataset") or {}).get("imbalance_ratio")
+        # as run_description records it: the subsampling ratio, else the synthetic generator's
+        dataset = cfg.get("dataset") or {}
+        ratio = imbalance_ratio(dataset.get("imbalance_ratio"),
+                                (dataset.get("synthetic") or {}).get("imbalance_ratio"))
+        run["imbalance_ratio"] = None if ratio == "natural" else ratio
     if "seed" not in run:
         run["seed"] = cfg.get("seed")
+    if "max_epochs" not in run:
+        run["max_epochs"] = (cfg.get("trainer") or {}).get("max_epochs")
+    if "overrides" not in run:
+        run["overrides"] = failed_overrides or _hydra_overrides(run_dir)
 
     def pick(key: str) -> str | None:
         value = run.get(key, choices.get(key))
         return None if value is None else str(value)
 
+    for key in ("dataset", "features", "aggregator", "strategy", "method", "experiment"):
+        run[key] = pick(key)
     ir = run.get("imbalance_ratio")
     return RunResult(
         path=run_dir,
@@ -164,6 +194,11 @@ def load_run(run_dir: str | Path) -> RunResult:
         test={k: float(v) for k, v in (payload.get("test") or {}).items()},
         error=error,
         overrides=tuple(run.get("overrides") or ()),
+        experiment=pick("experiment"),
+        max_epochs=run.get("max_epochs"),
+        run_block=run,
+        choices=choices,
+        composed=cfg,
     )
 
 
@@ -194,3 +229,21 @@ def load_per_class(run: RunResult | str | Path, split: str = "test") -> list[dic
     return [{"class_index": int(r["class_index"]), "class_name": r["class_name"],
              "train_count": int(r["train_count"]), "group": r["group"], "ap": float(r["ap"])}
             for r in rows]
+
+
+def predictions_path(run: RunResult | Path, split: str = "test") -> Path:
+    """A run's ``predictions_<split>.npz`` (a multi-stage run's: its last stage's)."""
+    run_dir = run.path if isinstance(run, RunResult) else Path(run)
+    name = f"predictions_{split}.npz"
+    if (run_dir / name).is_file():
+        return run_dir / name
+    stages = sorted(
+        run_dir.glob(f"stage*/{name}"),
+        key=lambda p: int("".join(filter(str.isdigit, p.parent.name)) or 0),
+    )
+    if not stages:
+        raise StoreError(
+            f"{run_dir / name}: no per-video predictions (runs save them after "
+            "testing: callbacks.test_predictions)"
+        )
+    return stages[-1]

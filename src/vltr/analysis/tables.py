@@ -4,6 +4,10 @@
   ratio), columns All / Head / Medium / Tail mAP, Acc@1, Acc@5 — VideoLT's and MOVE's layout;
   runs that differ only in the seed are averaged (``n`` and the standard deviation kept);
 * :func:`sweep_table`: imbalance ratio x method for one metric (MOVE's Table 2 layout).
+
+Runs that differ in more than the seed (other epochs, learning rate, any override:
+:mod:`vltr.analysis.settings`) are never averaged: they get a row (a column in the sweep
+table) per setting, named by what differs, and :func:`table_warnings` says so.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vltr.analysis.runs import RunResult
+from vltr.analysis.settings import IMBALANCE_KEYS, NOT_SETTINGS, distinguishing_settings
 
 # (metrics.json key, column title): the papers' order
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -33,19 +38,41 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _row_family(run: RunResult) -> tuple[Any, ...]:
+    return (run.label, *(getattr(run, c) for c in CONTEXT))
+
+
+def _column_family(run: RunResult) -> tuple[Any, ...]:
+    return (run.label, run.aggregator, run.features, run.dataset)
+
+
+def table_warnings(runs: Sequence[RunResult]) -> list[str]:
+    """Why a table has more rows (or sweep columns) than methods: runs of one method that
+    differ in more than the seed; and groups whose runs repeat a seed."""
+    out: list[str] = []
+    for family, excluded, seeds in ((_row_family, NOT_SETTINGS, True),
+                                    (_column_family, NOT_SETTINGS + IMBALANCE_KEYS, False)):
+        out += [w for w in distinguishing_settings(runs, family, excluded, seeds)[1]
+                if w not in out]
+    return out
+
+
 def method_table(runs: Sequence[RunResult], split: str = "test") -> list[dict[str, Any]]:
-    """Rows ``{method, aggregator, features, dataset, imbalance_ratio, n, failed, <metric>,
-    <metric>_std}``, in the order the methods first appear. Failed runs are counted in
-    ``failed`` and left out of the means; a row whose runs all failed has no metric values."""
+    """Rows ``{method, aggregator, features, dataset, imbalance_ratio, settings, n, failed,
+    <metric>, <metric>_std}``, in the order the methods first appear. Runs are averaged only
+    when they differ in the seed alone; otherwise ``settings`` names what tells the rows
+    apart (empty when nothing does). Failed runs are counted in ``failed`` and left out of the
+    means; a row whose runs all failed has no metric values."""
+    settings, _ = distinguishing_settings(runs, _row_family)
     groups: dict[tuple[Any, ...], list[RunResult]] = defaultdict(list)
     for run in runs:
-        key = (run.label, *(getattr(run, c) for c in CONTEXT))
-        groups[key].append(run)
+        groups[(*_row_family(run), settings[id(run)])].append(run)
     rows = []
-    for (label, *context), members in groups.items():
+    for (label, *context, setting), members in groups.items():
         ok = [r for r in members if not r.failed and r.metrics(split)]
         row: dict[str, Any] = {"method": label, **dict(zip(CONTEXT, context, strict=True)),
-                               "n": len(ok), "failed": len(members) - len(ok)}
+                               "settings": setting, "n": len(ok),
+                               "failed": len(members) - len(ok)}
         for key, _ in COLUMNS:
             values = [r.metrics(split)[key] for r in ok if key in r.metrics(split)]
             if values:
@@ -58,16 +85,20 @@ def sweep_table(runs: Sequence[RunResult], metric: str = "mAP", split: str = "te
                 ) -> list[dict[str, Any]]:
     """Rows ``{imbalance_ratio, <method>: mean metric, ...}``, sorted by imbalance ratio
     (most imbalanced first). Methods are named ``label`` or, where one label appears with
-    several aggregators, ``label/aggregator``. Runs without an imbalance ratio are the row
-    ``None`` (the store's own train split)."""
+    several aggregators, ``label/aggregator``, followed by ``[settings]`` where runs of one
+    method differ in more than the seed and the ratio. Runs without an imbalance ratio are the
+    row ``None`` (the store's own train split)."""
     cells: dict[tuple[Any, str], list[float]] = defaultdict(list)
     aggregators: dict[str, set[str | None]] = defaultdict(set)
     for run in runs:
         aggregators[run.label].add(run.aggregator)
+    settings, _ = distinguishing_settings(runs, _column_family, NOT_SETTINGS + IMBALANCE_KEYS)
     names: list[str] = []
     for run in runs:
         name = (f"{run.label}/{run.aggregator}" if len(aggregators[run.label]) > 1
                 else run.label)
+        if settings[id(run)]:
+            name += f" [{settings[id(run)]}]"
         if name not in names:
             names.append(name)
         values = run.metrics(split)
@@ -100,8 +131,10 @@ def _fmt(value: Any, std: float | None = None) -> str:
 
 def _columns_of_method_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     varying = [c for c in CONTEXT if len({r.get(c) for r in rows}) > 1]
+    split = ["settings"] if any(r.get("settings") for r in rows) else []
     # the aggregator is part of a method's identity (MOVE's "with Agg" grid): always shown
-    return ["method", *(["aggregator"] if "aggregator" not in varying else []), *varying]
+    return ["method", *(["aggregator"] if "aggregator" not in varying else []), *varying,
+            *split]
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
@@ -122,15 +155,13 @@ def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
     if kind != "methods":
         raise ValueError(f"kind must be methods or sweep, got {kind!r}")
     ident = _columns_of_method_rows(rows)
-    seeds = any(r["n"] > 1 for r in rows)
-    head = [*ident, *(t for _, t in COLUMNS), *(["n"] if seeds else [])]
+    head = [*ident, *(t for _, t in COLUMNS), "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [_fmt(row.get(c)) if row.get(c) is not None else "-" for c in ident]
+        cells = [_fmt(row.get(c)) if row.get(c) not in (None, "") else "-" for c in ident]
         cells += [_fmt(row.get(k), row.get(f"{k}_std")) if k in row else "failed"
                   for k, _ in COLUMNS]
-        if seeds:
-            cells.append(str(row["n"]))
+        cells.append(str(row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@ OmegaConf resolvers the configs use."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
@@ -42,6 +43,15 @@ def imbalance_ratio(subsample_ratio: float | None, synthetic_ratio: float | None
     return float(ratio) if ratio is not None else "natural"
 
 
+def method_label(method: str | None, strategy: str | None) -> str:
+    """The method as tables name it (``vltr-report``'s rows, the W&B workspace's groups): the
+    method (``medc``, ``meid``), or the long-tail strategy for the base method (``bce``,
+    ``ldam_drw``; ``framestack`` and ``move`` are strategies that are methods)."""
+    if method and str(method) != "base":
+        return str(method)
+    return str(strategy) if strategy else "?"
+
+
 def run_tags(
     user_tags: Iterable[str] | None,
     dataset: str | None,
@@ -60,8 +70,66 @@ def run_tags(
     return auto + [t for t in user if t not in auto]
 
 
+# what each config group chooses (vltr-train --help)
+GROUP_HELP = {
+    "dataset": "which store to train on (videolt, minikinetics200, charades*: imported with "
+               "vltr-data import; store: any store, dataset.path=FILE)",
+    "features": "the backbone's features: dim and frames, names the store file",
+    "aggregator": "frames -> video embedding (nn.Module)",
+    "head": "video embedding -> class logits: linear, or VideoLT's non-linear classifier",
+    "method": "the LightningModule and its training procedure; sets its default aggregator, "
+              "head or strategy (move: move_dual + nonlinear head)",
+    "strategy": "image-LT long-tail strategy: loss, sampler, mixing",
+    "schedule": "a paper's optimiser, LR steps, epochs and clipping (synthetic: the default)",
+    "trainer": "Lightning Trainer (cpu, gpu, ddp, ddp_spawn, slurm)",
+    "logger": "csv (default), wandb (adds W&B), none",
+    "callbacks": "checkpointing, progress, per-video predictions, W&B class report",
+    "debug": "fast: a smoke run of a few batches; overfit: a few batches, many epochs",
+    "hparams_search": "an Optuna study over the run's settings (with -m)",
+    "paths": "where data is cached and runs are written",
+}
+HIDDEN_GROUPS = ("hydra", "experiment")
+
+
+def config_groups_help() -> str:
+    """The config groups and their options, for the ``vltr-train --help`` template; the
+    experiment presets are counted and named by their pattern, not listed."""
+    from importlib.resources import files
+
+    root = files("vltr.conf")
+    lines = []
+    groups = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    width = max(len(g) for g in groups)
+    for group in groups:
+        if group in HIDDEN_GROUPS:
+            continue
+        options = sorted(p.name[:-5] for p in (root / group).iterdir()
+                         if p.name.endswith(".yaml"))
+        about = GROUP_HELP.get(group, "")
+        lines += textwrap.wrap(", ".join(options), 90, initial_indent=f"  {group:<{width}}  ",
+                               subsequent_indent=" " * (width + 4))
+        if about:
+            lines += textwrap.wrap(about, 90, initial_indent=" " * (width + 6),
+                                   subsequent_indent=" " * (width + 6))
+    papers = sorted(p for p in (root / "experiment").iterdir() if p.is_dir())
+    counts = {p.name: sum(1 for f in p.iterdir() if f.name.endswith(".yaml")
+                          and f.name != "metafile.yaml") for p in papers}
+    lines.append(f"  {'experiment':<{width}}  {sum(counts.values())} presets by paper ("
+                 + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "), named")
+    lines.append(f"  {'':<{width}}    <paper>/<method>_<strategy>_<aggregator>_<head>_"
+                 "<features>_<dataset>, e.g.")
+    for name in ("synthetic/base_bce_nonlinear_linear_synthetic_synthetic",
+                 "move/move_bce_move-dual_nonlinear_resnet101_videolt",
+                 "videolt/framestack_focal_nonlinear_linear_resnet101_videolt"):
+        lines.append(f"  {'':<{width}}    experiment={name}")
+    lines.append(f"  {'':<{width}}    all of them: docs/presets.md, or ls {root / 'experiment'}/*")
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("vltr.config_groups_help", config_groups_help, replace=True)
 OmegaConf.register_new_resolver("vltr.epoch_fraction", _epoch_fraction, replace=True)
 OmegaConf.register_new_resolver("vltr.epoch_fractions", _epoch_fractions, replace=True)
 OmegaConf.register_new_resolver("vltr.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vltr.run_tags", run_tags, replace=True)
 OmegaConf.register_new_resolver("vltr.imbalance_ratio", imbalance_ratio, replace=True)
+OmegaConf.register_new_resolver("vltr.method_label", method_label, replace=True)

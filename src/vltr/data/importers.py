@@ -311,11 +311,15 @@ def _ordered_map(
 
 
 class _Progress:
-    """A rich progress bar on stderr (videos, videos/s, ETA); a no-op when disabled."""
+    """Import progress on stderr: a rich bar (videos, videos/s, ETA) on a terminal, else a
+    line every 5 % (a log file gets them as they happen); a no-op when disabled."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:
+        from vltr.progress import PercentLines, is_interactive
+
         self._bar = None
-        if enabled:
+        self._lines = None
+        if enabled and is_interactive(stderr=True):
             self._bar = rp.Progress(
                 rp.TextColumn("[bold]{task.description}"), rp.BarColumn(),
                 rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[rate]}"),
@@ -323,6 +327,8 @@ class _Progress:
                 console=Console(stderr=True), transient=False)
             self._task = self._bar.add_task(description, total=total, rate="")
             self._start = time.perf_counter()
+        elif enabled:
+            self._lines = PercentLines(description, total, unit="videos", every=5.0)
 
     def __enter__(self) -> _Progress:
         if self._bar is not None:
@@ -333,6 +339,8 @@ class _Progress:
         if self._bar is not None:
             rate = done / max(time.perf_counter() - self._start, 1e-9)
             self._bar.update(self._task, advance=n, rate=f"{rate:,.0f} videos/s")
+        elif self._lines is not None:
+            self._lines.update(done)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
