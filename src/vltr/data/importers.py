@@ -252,9 +252,10 @@ def feature_dim(video: Video) -> int:
 def _checked_shape(video: Video, x: Any, dim: int | None) -> tuple[int, int]:
     shape = tuple(x.shape)
     wanted = f"[T, {dim}]" if dim is not None else "[T, D]"
-    if len(shape) != 2 or shape[0] < 1 or (dim is not None and shape[1] != dim):
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1 or (dim is not None
+                                                            and shape[1] != dim):
         raise StoreError(f"video {video.vid}: {video.path}: array of shape {list(shape)}, "
-                         f"expected {wanted} with T >= 1")
+                         f"expected {wanted} with T >= 1 and D >= 1")
     if not np.issubdtype(x.dtype, np.floating):
         raise StoreError(f"video {video.vid}: {video.path}: dtype {x.dtype}, expected floats")
     return shape[0], shape[1]
@@ -392,7 +393,8 @@ def write_videos(
                 cast_into(buf[filled], x, video)  # in this thread: one cast at a time
                 filled += 1
                 if filled == len(buf) or written + filled == len(videos):
-                    writer.write_features(written, buf[:filled])
+                    # every video was checked for NaN/Inf after the cast (cast_into)
+                    writer.write_features(written, buf[:filled], finite=True)
                     written += filled
                     bar.advance(filled, written)
                     filled = 0
@@ -441,7 +443,12 @@ def _class_names(
     return [f"class{i:03d}" for i in range(num_classes)]
 
 
-def _check_out(out: str | os.PathLike[str], overwrite: bool) -> None:
+def check_out(out: str | os.PathLike[str], overwrite: bool) -> None:
+    """The output path of a command that writes a store: not a folder (``--force`` replaces a
+    file, never a folder), not an existing file unless ``overwrite``."""
+    if Path(out).is_dir():
+        raise StoreError(f"{out}: is a directory; --out takes the store's file name (e.g. "
+                         f"{Path(out) / 'features.h5'})")
     if Path(out).exists() and not overwrite:
         raise StoreError(f"{out}: already exists (pass --force to replace it)")
 
@@ -463,7 +470,7 @@ def import_videolt(
     Splits: train / val = ``validate.lst`` / test. The counts in ``count-labels-train.lst`` are
     checked against ``train.lst`` (``warn`` on a mismatch).
     """
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     lists = Path(lists)
     names, counts = read_videolt_counts(lists / "count-labels-train.lst")
     parts = []
@@ -512,7 +519,7 @@ def import_minikinetics200(
     ``imbalance_n_max``, the largest class count of the full train list (MOVE's n_max), so the
     recipe's per-rank counts match MOVE's although the hold-out shortened every class.
     """
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     if val_per_class < 1:
         raise StoreError(f"{out}: --val-per-class must be >= 1, got {val_per_class}")
     train_rows = read_label_list(train_list)
@@ -611,7 +618,7 @@ def _import_lists(
     description: str,
     **write_kw: Any,
 ) -> ImportResult:
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     all_rows = [read_label_list(path) for path in lists]
     names = _class_names(class_names, num_classes, itertools.chain.from_iterable(all_rows))
     parts = []
