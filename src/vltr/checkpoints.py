@@ -1,17 +1,18 @@
 """Reading checkpoints without running code from them.
 
-A checkpoint is a pickle, and ``torch.load`` without weights-only loading runs whatever the pickle asks
-for (an object whose ``__reduce__`` names ``os.system`` runs a shell command). Every checkpoint
-vltr reads (``vltr-eval ckpt_path=``, ``vltr-train init_ckpt=`` and ``ckpt_path=`` to resume)
-goes through :func:`load_checkpoint`, i.e. torch's weights-only unpickler (tensors, numbers,
-strings, lists, dicts), and Lightning is passed ``weights_only=True`` when it reads the file
-again. Everything vltr writes into a checkpoint (the resolved run config, the random-generator
-states of :mod:`vltr.resume`) is made of those types.
+A checkpoint is a pickle, and ``torch.load`` without weights-only loading runs whatever the
+pickle asks for (an object whose ``__reduce__`` names ``os.system`` runs a shell command). Every
+checkpoint vltr reads (``vltr-eval ckpt_path=``, ``vltr-train init_ckpt=`` and ``ckpt_path=``
+to resume) goes through :func:`load_checkpoint`, i.e. torch's weights-only unpickler (tensors,
+numbers, strings, lists, dicts), and Lightning is passed ``weights_only=True`` when it reads the
+file again. Everything vltr writes into a checkpoint (the resolved run config, the
+random-generator states of :mod:`vltr.resume`) is made of those types.
 
 The run config stored in a checkpoint is data from a file, not the user's command line:
-:func:`stored_run_config` accepts only the nodes ``vltr-eval`` needs, refuses interpolations,
-and instantiates only classes of vltr and the model/optimiser/data classes of torch and
-Lightning (:func:`check_allowed_targets`), before anything is imported from it.
+:func:`stored_run_config` keeps only the nodes ``vltr-eval`` builds from, refuses
+interpolations, and instantiates only classes of vltr and the model/optimiser/data classes of
+torch and Lightning (:func:`check_allowed_targets`), checked by name before anything is
+imported from it.
 """
 
 from __future__ import annotations

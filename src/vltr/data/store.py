@@ -381,16 +381,21 @@ class FeatureStore:
             if f[key].ndim != 1 or not np.issubdtype(f[key].dtype, np.integer):
                 raise StoreError(f"{self.path}: /{key} is {f[key].dtype} of shape "
                                  f"{list(f[key].shape)}, expected a 1-D integer array")
-        if f["class_names"].ndim != 1:
-            raise StoreError(f"{self.path}: /class_names has shape {list(f['class_names'].shape)}"
-                             ", expected one name per class")
-        self.num_classes = int(f.attrs.get("num_classes", len(f["class_names"])))
+        if f["class_names"].ndim != 1 or not _is_string(f["class_names"].dtype):
+            raise StoreError(f"{self.path}: /class_names is {f['class_names'].dtype} of shape "
+                             f"{list(f['class_names'].shape)}, expected one string per class")
+        self.num_classes = _int_attr(f, "num_classes", len(f["class_names"]), self.path)
         self.backbone = str(f.attrs.get("backbone", "unknown"))
         self.source = str(f.attrs.get("source", "unknown"))
         self.attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
-        self.class_names = [_decode(s) for s in f["class_names"][()]]
-        self.label_indptr = f["label_indptr"][()].astype(np.int64)
-        self.label_indices = f["label_indices"][()].astype(np.int64)
+        if f["label_indptr"].shape != (self.num_videos + 1,):
+            raise StoreError(
+                f"{self.path}: /label_indptr has {f['label_indptr'].size} entries for "
+                f"{self.num_videos} videos"
+            )
+        self.class_names = [_decode(s) for s in self._read_small(f["class_names"])]
+        self.label_indptr = self._read_small(f["label_indptr"]).astype(np.int64)
+        self.label_indices = self._read_small(f["label_indices"]).astype(np.int64)
         if len(self.label_indptr) != self.num_videos + 1:
             raise StoreError(
                 f"{self.path}: /label_indptr has {len(self.label_indptr)} entries for "
@@ -407,7 +412,7 @@ class FeatureStore:
                     or not np.issubdtype(node.dtype, np.integer)):
                 raise StoreError(f"{self.path}: /splits/{name} is not a 1-D integer array of "
                                  "video indices")
-            self.splits[name] = node[()].astype(np.int64)
+            self.splits[name] = self._read_small(node).astype(np.int64)
         # The memmap fast path needs one contiguous, uncompressed block at a known offset, and
         # the file must actually hold all of it (a truncated copy fails here, not mid-epoch).
         offset = ds.id.get_offset()
@@ -419,6 +424,16 @@ class FeatureStore:
                 f"{self.path}: truncated file ({os.path.getsize(self.path)} bytes, features need "
                 f"{self._offset + nbytes})"
             )
+
+    def _read_small(self, ds: h5py.Dataset) -> np.ndarray:
+        """A small index array, read whole once its stored bytes cover its shape: a damaged
+        header that claims 10^9 entries is refused here instead of allocating for them."""
+        if ds.chunks is None and ds.size:
+            stored = ds.id.get_storage_size()
+            if stored < ds.size * min(ds.dtype.itemsize, 8) or stored > os.path.getsize(self.path):
+                raise StoreError(f"{self.path}: {ds.name} claims {ds.size} entries but the file "
+                                 f"holds {stored} bytes for it (corrupt store)")
+        return ds[()]
 
     def _consistency_problems(self, f: h5py.File) -> list[str]:
         """Problems of the index arrays the reader trusts, one line each (cheap: no features)."""
@@ -454,7 +469,7 @@ class FeatureStore:
                     or not np.issubdtype(record.dtype, np.integer)):
                 problems.append(f"{p} /{NONFINITE} is not a 1-D integer array")
             else:
-                bad_videos = record[()].astype(np.int64)
+                bad_videos = self._read_small(record).astype(np.int64)
                 for name, idx in self.splits.items():
                     hit = np.intersect1d(idx, bad_videos)
                     if len(hit):
@@ -586,6 +601,19 @@ def all_finite(x: np.ndarray) -> bool:
     return bool(np.isfinite(x).all())
 
 
+def _is_string(dtype: np.dtype) -> bool:
+    return h5py.check_string_dtype(dtype) is not None or dtype.kind in "SU"
+
+
+def _int_attr(f: h5py.File, name: str, default: int, path: Path) -> int:
+    value = f.attrs.get(name, default)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise StoreError(f"{path}: attribute {name}={value!r} is not an integer")
+    return int(value)
+
+
 def _attr_value(v: Any) -> Any:
     if isinstance(v, bytes):
         return v.decode("utf-8")
@@ -613,11 +641,22 @@ def validate_store(
         store = FeatureStore(path, check=False)
     except StoreError as e:
         return [str(e)]
+    try:
+        return _validate(store, path, scan_values, chunk_videos)
+    except (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError,
+            RuntimeError) as e:  # h5py on a file damaged beyond what opening reads
+        return [f"{path}: corrupt or incomplete store ({_first_line(e)})"]
+
+
+def _validate(store: FeatureStore, path: Path, scan_values: bool, chunk_videos: int) -> list[str]:
     problems: list[str] = list(store.problems)
     p = f"{path}:"
     with _open_readonly(path) as f:
         if "video_ids" not in f:
             problems.append(f"{p} missing dataset /video_ids")
+        elif (not isinstance(f["video_ids"], h5py.Dataset) or f["video_ids"].ndim != 1
+              or not _is_string(f["video_ids"].dtype)):
+            problems.append(f"{p} /video_ids is not one string per video")
         elif len(f["video_ids"]) != store.num_videos:
             problems.append(f"{p} {len(f['video_ids'])} video ids for {store.num_videos} videos")
     for name in SPLITS:
