@@ -84,7 +84,7 @@ def test_eval_missing_checkpoint_one_line(tmp_path: Path) -> None:
                     f"ckpt_path={tmp_path}/nope.ckpt"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint")
+        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint (ckpt_path)")
 
 
 def test_wandb_offline_run_files_hold_group_metrics(tmp_path: Path) -> None:
