@@ -36,10 +36,23 @@ from vltr.data.store import validate_store, write_store
 
 from conftest import run_cli
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
-SMALL = ("label_indptr", "label_indices", "splits/train", "splits/val", "splits/test",
-         "nonfinite_videos", "class_names", "video_ids")
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+SMALL = (
+    "label_indptr",
+    "label_indices",
+    "splits/train",
+    "splits/val",
+    "splits/test",
+    "nonfinite_videos",
+    "class_names",
+    "video_ids",
+)
 DATASETS = ("features", *SMALL)
 
 
@@ -54,10 +67,14 @@ def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x = rng.standard_normal((n, 6, 4)).astype(np.float32)
     x[4, 1, 1] = np.nan  # one recorded non-finite video outside every split: the record exists
     labels = [[i % 3] + ([(i + 1) % 3] if i % 5 == 0 else []) for i in range(n)]
-    splits = {"train": [i for i in range(12) if i != 4], "val": range(12, 15),
-              "test": range(15, n)}
-    return write_store(tmp_path_factory.mktemp("base") / "base.h5", x, labels=labels,
-                       class_names=["a", "b", "c"], splits=splits)
+    splits = {"train": [i for i in range(12) if i != 4], "val": range(12, 15), "test": range(15, n)}
+    return write_store(
+        tmp_path_factory.mktemp("base") / "base.h5",
+        x,
+        labels=labels,
+        class_names=["a", "b", "c"],
+        splits=splits,
+    )
 
 
 def byte_ranges(path: Path) -> dict[str, tuple[int, int]]:
@@ -78,12 +95,23 @@ corruptions = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0.0, 0.999)),
     st.tuples(st.just("flip_small"), st.sampled_from(SMALL), flips),
     st.tuples(st.just("flip_any"), flips),
-    st.tuples(st.just("retype"), st.sampled_from(DATASETS),
-              st.sampled_from(["float32", "int8", "uint64", "2d", "empty", "scalar", "string"])),
+    st.tuples(
+        st.just("retype"),
+        st.sampled_from(DATASETS),
+        st.sampled_from(["float32", "int8", "uint64", "2d", "empty", "scalar", "string"]),
+    ),
     st.tuples(st.just("delete"), st.sampled_from((*DATASETS, "splits"))),
-    st.tuples(st.just("attr"), st.sampled_from(["format_version", "num_classes", "store_id"]),
-              st.one_of(st.none(), st.integers(-3, 10**6), st.text(max_size=4),
-                        st.floats(allow_nan=True), st.booleans())),
+    st.tuples(
+        st.just("attr"),
+        st.sampled_from(["format_version", "num_classes", "store_id"]),
+        st.one_of(
+            st.none(),
+            st.integers(-3, 10**6),
+            st.text(max_size=4),
+            st.floats(allow_nan=True),
+            st.booleans(),
+        ),
+    ),
 )
 
 
@@ -106,7 +134,8 @@ def corrupt(path: Path, how: tuple[Any, ...]) -> None:
             old = f[name][()]
             del f[name]
             values: Any = {
-                "float32": np.asarray(old).astype(np.float32) if old.dtype.kind in "iuf"
+                "float32": np.asarray(old).astype(np.float32)
+                if old.dtype.kind in "iuf"
                 else np.zeros(len(old), np.float32),
                 "int8": np.zeros(np.shape(old), np.int8),
                 "uint64": np.zeros(np.shape(old), np.uint64),
@@ -144,12 +173,12 @@ def train_data_path(path: Path) -> int:
     with contextlib.redirect_stderr(err):
         try:
             with user_errors("vltr-train"):
-                dm = VideoFeatureDataModule(name="p", path=str(path), num_workers=0,
-                                            batch_size=5, clip_frames=3)
+                dm = VideoFeatureDataModule(
+                    name="p", path=str(path), num_workers=0, batch_size=5, clip_frames=3
+                )
                 dm.info()
                 dm.setup()
-                for loader in (dm.train_dataloader(), dm.val_dataloader(),
-                               dm.test_dataloader()):
+                for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
                     for _ in loader:
                         pass
         except SystemExit as stop:
@@ -171,8 +200,10 @@ def check_store_contract(path: Path) -> None:
     assert code in (0, 2)
     if code == 2:
         one_line(err.getvalue(), "vltr-data", (str(path),))
-    event(f"validate: {'problems' if problems else 'ok'}; info: exit {code}; "
-          f"train data: exit {train_data_path(path)}")
+    event(
+        f"validate: {'problems' if problems else 'ok'}; info: exit {code}; "
+        f"train data: exit {train_data_path(path)}"
+    )
     assert digest(path) == before, "the input was modified"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "something was written"
 
@@ -188,11 +219,17 @@ def test_corrupted_store_is_one_line_or_works(base_store: Path, how: tuple[Any, 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("how", [("flip_small", "splits/train", [(3, 0x80)]),
-                                 ("retype", "class_names", "float32"),
-                                 ("attr", "num_classes", "x")])
-def test_corrupted_store_through_the_console_script(base_store: Path, tmp_path: Path,
-                                                    how: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("flip_small", "splits/train", [(3, 0x80)]),
+        ("retype", "class_names", "float32"),
+        ("attr", "num_classes", "x"),
+    ],
+)
+def test_corrupted_store_through_the_console_script(
+    base_store: Path, tmp_path: Path, how: tuple[Any, ...]
+) -> None:
     path = tmp_path / "s.h5"
     shutil.copyfile(base_store, path)
     corrupt(path, how)
@@ -204,11 +241,36 @@ def test_corrupted_store_through_the_console_script(base_store: Path, tmp_path: 
 
 
 # ------------------------------------------------------------------------------- list files
-tokens = st.sampled_from(["a", "b", "c", "d", "e", "f", "zz", "0", "-1", "1,2", "2,,1", "x",
-                          ",", "7", "a,b", "#", "1 2", "\t", "\u00e9", ""])
+tokens = st.sampled_from(
+    [
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "zz",
+        "0",
+        "-1",
+        "1,2",
+        "2,,1",
+        "x",
+        ",",
+        "7",
+        "a,b",
+        "#",
+        "1 2",
+        "\t",
+        "\u00e9",
+        "",
+    ]
+)
 lines = st.one_of(
-    st.builds(lambda vid, labels: f"{vid} {labels}", st.sampled_from("abcdef"),
-              st.lists(st.integers(-2, 5), max_size=3).map(lambda ls: ",".join(map(str, ls)))),
+    st.builds(
+        lambda vid, labels: f"{vid} {labels}",
+        st.sampled_from("abcdef"),
+        st.lists(st.integers(-2, 5), max_size=3).map(lambda ls: ",".join(map(str, ls))),
+    ),
     st.lists(tokens, max_size=4).map(" ".join),
 )
 VALID = {"train": ["a 0", "b 1,0"], "val": ["c 1"], "test": ["d 0"]}
@@ -216,8 +278,11 @@ VALID = {"train": ["a 0", "b 1,0"], "val": ["c 1"], "test": ["d 0"]}
 
 def list_file(split: str) -> st.SearchStrategy[bytes]:
     """A valid list with random lines added, random lines only, or random bytes."""
-    valid = st.builds(lambda extra, at: VALID[split][:at] + extra + VALID[split][at:],
-                      st.lists(lines, max_size=2), st.integers(0, len(VALID[split])))
+    valid = st.builds(
+        lambda extra, at: VALID[split][:at] + extra + VALID[split][at:],
+        st.lists(lines, max_size=2),
+        st.integers(0, len(VALID[split])),
+    )
     return st.one_of(
         st.just(VALID[split]).map(lambda ls: "\n".join(ls).encode()),
         valid.map(lambda ls: "\n".join(ls).encode()),
@@ -238,8 +303,9 @@ def release(root: Path) -> Path:
 
 @SETTINGS
 @given(train=list_file("train"), val=list_file("val"), test=list_file("test"))
-def test_malformed_lists_are_one_line_and_leave_nothing(train: bytes, val: bytes,
-                                                        test: bytes) -> None:
+def test_malformed_lists_are_one_line_and_leave_nothing(
+    train: bytes, val: bytes, test: bytes
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         feats = release(root)
@@ -251,10 +317,25 @@ def test_malformed_lists_are_one_line_and_leave_nothing(train: bytes, val: bytes
         out = root / "out" / "store.h5"
         stdout, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(err):
-            code = data_cli(["import", "generic", "--features", str(feats), "--train",
-                             str(lists["train"]), "--val", str(lists["val"]), "--test",
-                             str(lists["test"]), "--out", str(out), "--no-progress",
-                             "--workers", "1"])
+            code = data_cli(
+                [
+                    "import",
+                    "generic",
+                    "--features",
+                    str(feats),
+                    "--train",
+                    str(lists["train"]),
+                    "--val",
+                    str(lists["val"]),
+                    "--test",
+                    str(lists["test"]),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    "--workers",
+                    "1",
+                ]
+            )
         assert {p: digest(p) for p in lists.values()} == before, "a list file was modified"
         event(f"import: exit {code}")
         if code == 0:
@@ -263,8 +344,9 @@ def test_malformed_lists_are_one_line_and_leave_nothing(train: bytes, val: bytes
             assert code == 2
             names = (*map(str, lists.values()), str(feats), str(out))
             one_line(err.getvalue(), "vltr-data", names)
-            assert not out.parent.exists() or list(out.parent.iterdir()) == [], \
+            assert not out.parent.exists() or list(out.parent.iterdir()) == [], (
                 "something half-written at the output path"
+            )
 
 
 def check_store_contract_after_import(out: Path) -> None:
