@@ -80,9 +80,10 @@ class StoreWriter:
     ...     w.finish(labels=..., video_ids=..., splits={...})
 
     Nothing appears at ``path`` until ``finish`` has been called and the block exits without an
-    exception; the temporary file is removed on failure (also when the final rename fails, and
-    on SIGTERM where the command installs :func:`vltr.data.cli` 's handler). Temporary files
-    of earlier writers of the same path on this host whose process is gone are removed first.
+    exception; the temporary file is removed on failure, also when the final rename fails, and
+    on SIGTERM/SIGHUP under ``vltr-data`` (whose handler turns them into an exception).
+    Temporary files of earlier writers of the same path on this host whose process is gone are
+    removed first.
 
     ``store_id`` is the store's identity (default: a new UUID); a writer whose output is fully
     determined by its inputs (the synthetic generator) passes one derived from them, so that
