@@ -74,8 +74,9 @@ _ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 @contextlib.contextmanager
 def hydra_errors(prog: str) -> Iterator[None]:
     """Around a ``@hydra.main`` function: Hydra's own errors (an override of a key that does not
-    exist, an unknown config group option, override syntax) and an output folder that cannot be
-    written become one line on stderr and exit status 2, instead of Hydra's multi-line report.
+    exist, an unknown config group option, override syntax) and a file or folder that cannot be
+    accessed or written (a read-only output folder, a full disk) become one line on stderr and
+    exit status 2, instead of Hydra's multi-line report or a traceback.
 
     Sets ``HYDRA_FULL_ERROR=1`` so Hydra re-raises instead of printing; errors of the task
     itself are turned into one line by :func:`user_errors` inside it, and bugs keep their
@@ -90,9 +91,10 @@ def hydra_errors(prog: str) -> Iterator[None]:
     except OSError as e:
         if e.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        where = e.filename or "output folder"
-        print(f"{prog}: error: {where}: cannot write ({e.strerror}); choose a writable output "
-              "folder (paths.log_dir=... or hydra.run.dir=...)", file=sys.stderr, flush=True)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}cannot access or write ({e.strerror}); outputs go under "
+              "paths.log_dir=... (one run's folder: hydra.run.dir=...)", file=sys.stderr,
+              flush=True)
         raise SystemExit(2) from None
 
 
