@@ -429,3 +429,21 @@ def test_eval_reads_the_stored_config(trained: tuple[Path, Path]) -> None:
     with open_dict(cfg):
         assert cfg.dataset.synthetic.num_classes == 10
     assert "logger" not in cfg and "callbacks" not in cfg  # only what evaluation builds
+
+
+class MyAggregator(torch.nn.Module):
+    """A user's own aggregator class, outside vltr."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__()
+
+
+def test_allowed_targets_widens_the_allow_list(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from vltr.evaluate import load_run_config
+
+    target = f"{__name__}.MyAggregator"
+    path = with_config(trained[1], tmp_path / "own.ckpt", **{"aggregator._target_": target})
+    with pytest.raises(ConfigError, match="eval.allowed_targets"):
+        load_run_config(path)
+    cfg = load_run_config(path, [f"{__name__}."])  # eval.allowed_targets on the command line
+    assert cfg.aggregator._target_ == target
