@@ -87,22 +87,29 @@ def make_store(
     return path, x, labels
 
 
+def compose_at(root: Path, *overrides: str, config_name: str = "train",
+               out: Path | None = None) -> DictConfig:
+    """Compose ``train`` (or ``eval``) like the CLI does, with Hydra's runtime config set, its
+    paths under ``root`` and its output directory ``out`` (default ``root/out``)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
+        cfg = compose(config_name=config_name, return_hydra_config=True,
+                      overrides=[f"paths.root_dir={root}", *overrides])
+        HydraConfig.instance().set_config(cfg)
+        out = out or root / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
+            del cfg["hydra"]
+        return cfg
+
+
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """Compose ``train`` (or ``eval``) like the CLI does, with Hydra's runtime config set."""
 
     def _compose(*overrides: str, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
-            cfg = compose(config_name=config_name, return_hydra_config=True,
-                          overrides=[f"paths.root_dir={tmp_path}", *overrides])
-            HydraConfig.instance().set_config(cfg)
-            out = tmp_path / "out"
-            out.mkdir(exist_ok=True)
-            with open_dict(cfg):
-                cfg.paths.output_dir = str(out)
-                del cfg["hydra"]
-            return cfg
+        return compose_at(tmp_path, *overrides, config_name=config_name)
 
     yield _compose
     GlobalHydra.instance().clear()
@@ -147,5 +154,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "schedule.scheduler.milestones=[1]", f"paths.root_dir={root}",
                     "dataset.imbalance_ratio=0.2,1.0,2.0", "strategy=bce,focal",
                     f"hydra.sweep.dir={sweep}"], cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # every job ran; the two IR-2 jobs failed, so the sweep exits 1 and lists them
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("2 of 6 jobs failed: ")
     return sweep

@@ -39,7 +39,7 @@ def corrupt(path: Path, kind: str) -> Path:
         path.write_bytes(data[: len(data) // 2])
     elif kind == "not_hdf5":
         path.write_text("not a store")
-    elif kind in ("version", "nan", "label_range", "empty_split"):
+    elif kind in ("version", "nan", "label_range", "empty_split", "split_index"):
         with h5py.File(path, "r+") as f:
             if kind == "version":
                 f.attrs["format_version"] = 7
@@ -47,6 +47,8 @@ def corrupt(path: Path, kind: str) -> Path:
                 f["features"][3, 2, 1] = np.inf
             elif kind == "label_range":
                 f["label_indices"][5] = 9
+            elif kind == "split_index":  # trained on the last video, a test video, before
+                f["splits/train"][0] = -1
             else:
                 del f["splits/test"]
                 f["splits"].create_dataset("test", data=np.zeros(0, dtype=np.int64))
@@ -64,6 +66,7 @@ CASES = {
     "nan": ([], "video index 3 has NaN/Inf features"),
     "label_range": ([], "label 9 of video index 5 is outside [0, 3)"),
     "empty_split": ([], "split 'test' is empty"),
+    "split_index": ([], "split 'train' holds video index -1, outside [0, 24)"),
     "unknown_key": (["+dataset.batch_sise=3"], "dataset.batch_sise: unknown key"),
     "mistyped_key": (["trainer.max_epochs=many"], "trainer.max_epochs: expected"),
 }
@@ -97,6 +100,9 @@ def test_class_without_training_videos_still_evaluates(tmp_path: Path) -> None:
     proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", "dataset=store",
                     f"dataset.path={path}", *QUICK], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # said once, naming the class, instead of training silently
+    warning = "store: 1 class(es) have no training videos: c (they are evaluated"
+    assert (proc.stdout + proc.stderr).count(warning) == 1, proc.stdout + proc.stderr
     out = next((tmp_path / "logs" / "train" / "runs").iterdir())
     rows = (out / "per_class_ap_test.csv").read_text().strip().splitlines()
     row_c = rows[3].split(",")

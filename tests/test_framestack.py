@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule
+from vltr.methods.base import MethodSetup
 from vltr.methods.framestack import (
     FrameStackModule,
     frame_stack,
@@ -29,7 +30,6 @@ from vltr.methods.framestack import (
     stack_ratio,
     unpack_records,
 )
-from vltr.methods.base import MethodSetup
 from vltr.metrics import average_precision
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.strategies.losses import FocalLoss

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
+from vltr.methods.base import MethodSetup
 from vltr.methods.move import (
     MoveModule,
     calibrated_interpolation,
@@ -22,7 +23,6 @@ from vltr.methods.move import (
     dynamic_frame_mask,
     tail_weighted_criterion,
 )
-from vltr.methods.base import MethodSetup
 from vltr.models.attention import MoveDualAggregator
 from vltr.strategies.losses import BinaryCrossEntropy
 

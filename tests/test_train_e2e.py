@@ -132,7 +132,7 @@ def test_eval_missing_checkpoint_one_line(tmp_path: Path) -> None:
                     f"ckpt_path={tmp_path}/nope.ckpt"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint")
+        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint (ckpt_path)")
 
 
 def test_wandb_offline_run_files_hold_group_metrics(tmp_path: Path) -> None:
@@ -187,7 +187,10 @@ def test_multirun_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -
     proc = run_cli(["vltr-train", "-m", f"paths.root_dir={tmp_path}", *overrides,
                     "trainer.max_epochs=1", "logger=none", "dataset.batch_size=abc,16",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # every job ran; one failed, so the sweep exits 1 naming its failed.json
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"1 of 2 jobs failed: {tmp_path / 'sweep' / '0' / 'failed.json'}")
     failed = json.loads((tmp_path / "sweep" / "0" / "failed.json").read_text())
     assert failed["error"] == "ConfigError: dataset.batch_size: expected int, got 'abc'"
     assert "dataset.batch_size=abc" in failed["overrides"]

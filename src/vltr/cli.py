@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import errno
 import logging
 import math
+import os
+import re
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
 
-from hydra.errors import InstantiationException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf.errors import OmegaConfBaseException
 
 from vltr.errors import VltrError
 
@@ -73,6 +83,68 @@ def user_errors(prog: str) -> Iterator[None]:
             raise
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+# errors of the machine, not of vltr: an unwritable or full output folder
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                       errno.ENOTDIR}
+
+
+@contextlib.contextmanager
+def hydra_errors(prog: str) -> Iterator[None]:
+    """Around a ``@hydra.main`` function: Hydra's own errors (an override of a key that does not
+    exist, an unknown config group option, override syntax) and a file or folder that cannot be
+    accessed or written (a read-only output folder, a full disk) become one line on stderr and
+    exit status 2, instead of Hydra's multi-line report or a traceback.
+
+    Sets ``HYDRA_FULL_ERROR=1`` so Hydra re-raises instead of printing; errors of the task
+    itself are turned into one line by :func:`user_errors` inside it, and bugs keep their
+    traceback.
+    """
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except (ConfigCompositionException, OverrideParseException) as e:
+        print(f"{prog}: error: {hydra_message(e)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}cannot access or write ({e.strerror}); outputs go under "
+              "paths.log_dir=... (one run's folder: hydra.run.dir=...)", file=sys.stderr,
+              flush=True)
+        raise SystemExit(2) from None
+
+
+def hydra_message(e: Exception) -> str:
+    """One line for an error Hydra raised while composing the config."""
+    if isinstance(e, MissingConfigException) and e.options:
+        text = str(e).splitlines()[0]
+        found = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        if found:
+            group, name = found.groups()
+            close = difflib.get_close_matches(name, e.options, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return (f"{group}={name}: no such option ({hint}choose one of: "
+                    f"{', '.join(e.options)})")
+    cause = e.__cause__
+    text = " ".join(str(e).split())
+    found = re.match(r"Could not override '([^']+)'", text)
+    if found and isinstance(cause, OmegaConfBaseException):
+        key = found.group(1)
+        parent = getattr(cause, "parent_node", None)
+        options = [str(k) for k in parent.keys()] if parent is not None else []
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], options, n=1)
+        prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        value = re.search(r"use (\+\S+)", text)
+        parts = [f"did you mean {prefix}{close[0]}?"] if close else []
+        if value:
+            parts.append(f"to add a new key use {value.group(1)}")
+        return f"{key}: no such key" + (f" ({'; '.join(parts)})" if parts else "")
+    if isinstance(cause, OmegaConfBaseException):
+        text += " (" + " ".join(str(cause).splitlines()[0].split()) + ")"
+    return text
 
 
 COLUMNS = (("mAP", "mAP"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),

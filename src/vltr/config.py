@@ -103,6 +103,9 @@ class EvalOptionsSchema:
     # videos per resampled set; null = the test split's size
     resample_size: int | None = None
     seed: int = 0
+    # packages (e.g. "mypkg.") whose classes a checkpoint's stored config may instantiate,
+    # besides vltr, torch and Lightning (vltr.checkpoints.check_allowed_targets)
+    allowed_targets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +131,60 @@ def validate_config(cfg: DictConfig, schema: type = TrainSchema) -> None:
         _check_targets(plain, "")
     except OmegaConfBaseException as e:
         raise ConfigError(_omegaconf_message(e)) from None
+    _check_ranges(plain)
+
+
+# (key, lowest allowed value, whether the lowest value itself is allowed); a key absent from the
+# config or set to null is not checked. Values outside these ranges trained on nothing (e.g.
+# clip_frames=0 sampled zero frames and exited 0) or failed deep inside torch.
+RANGES: tuple[tuple[str, float, bool], ...] = (
+    ("seed", 0, True),
+    ("features.dim", 1, True),
+    ("features.frames", 1, True),
+    ("dataset.clip_frames", 1, True),
+    ("dataset.batch_size", 1, True),
+    ("dataset.eval_batch_size", 1, True),
+    ("dataset.num_workers", 0, True),
+    ("dataset.synthetic.num_classes", 2, True),
+    ("dataset.synthetic.n_max", 1, True),
+    ("dataset.synthetic.frames", 1, True),
+    ("dataset.synthetic.dim", 1, True),
+    ("dataset.synthetic.min_eval_per_class", 1, True),
+    ("dataset.synthetic.latent_dim", 1, True),
+    ("dataset.synthetic.backbone_hidden", 1, True),
+    ("dataset.synthetic.num_superclasses", 1, True),
+    ("method.optimizer.lr", 0, False),
+    ("method.optimizer.weight_decay", 0, True),
+    ("trainer.max_epochs", -1, True),
+    ("trainer.devices", 1, True),
+    ("trainer.num_nodes", 1, True),
+    ("trainer.accumulate_grad_batches", 1, True),
+    ("eval.resample_repeats", 1, True),
+)
+
+
+def require_values(cfg: DictConfig) -> None:
+    """Before a run starts: a ``???`` value left unset (e.g. ``dataset.path`` of
+    ``dataset=store``) is one line. Separate from :func:`validate_config`, which also checks
+    configs that are only composed (the presets leave their store path to the user)."""
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    missing = sorted(OmegaConf.missing_keys(plain))
+    if missing:
+        key = missing[0]
+        raise ConfigError(f"{key}: no value given (set it on the command line: {key}=...)")
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key, low, inclusive in RANGES:
+        try:
+            value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        except OmegaConfBaseException:
+            continue  # an interpolation that resolves only inside a run (${hydra:...})
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value < low or (value == low and not inclusive):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise ConfigError(f"{key}: must be {bound}, got {value}")
 
 
 def _omegaconf_message(e: OmegaConfBaseException) -> str:

@@ -17,3 +17,8 @@ class StoreError(VltrError):
 
 class ConfigError(VltrError):
     """A configuration key that is unknown, mistyped or inconsistent."""
+
+
+class CheckpointError(VltrError):
+    """A checkpoint that is missing, unreadable, refused (its pickle asks for code) or does not
+    fit the model."""

@@ -15,19 +15,20 @@ metric_std: std}}`` and the printed table a row per distribution.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from vltr.builders import build_datamodule, build_module
 from vltr.callbacks import PerClassAPWriter, ResampledTestMetrics
-from vltr.cli import format_table, user_errors
-from vltr.config import EvalSchema, validate_config
-from vltr.errors import ConfigError, StoreError
+from vltr.checkpoints import check_weights_fit, load_checkpoint, stored_run_config
+from vltr.cli import format_table, hydra_errors, user_errors
+from vltr.config import EvalSchema, require_values, validate_config
+from vltr.errors import ConfigError
 from vltr.evaluation.resample import parse_distributions
 from vltr.io import write_json_atomic
 from vltr.warnings_filter import quiet_known_warnings
@@ -35,27 +36,24 @@ from vltr.warnings_filter import quiet_known_warnings
 log = logging.getLogger("vltr.evaluate")
 
 
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
-    """The resolved training config stored in a vltr checkpoint."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise StoreError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: say so in one line
-        raise StoreError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
-    if "vltr" not in ckpt or "config" not in ckpt["vltr"]:
-        raise ConfigError(f"{path}: not a vltr checkpoint (no stored run config)")
-    return OmegaConf.create(ckpt["vltr"]["config"])
+def load_run_config(ckpt_path: str | Path, allowed_targets: Sequence[str] = ()) -> DictConfig:
+    """The run config stored in a vltr checkpoint, read weights-only and checked
+    (:func:`vltr.checkpoints.stored_run_config`)."""
+    return stored_run_config(load_checkpoint(ckpt_path, "ckpt_path"), ckpt_path,
+                             allowed_targets)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.splits``; return ``{split: metrics}``."""
-    validate_config(cfg, EvalSchema)
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise ConfigError("ckpt_path is required: vltr-eval ckpt_path=PATH/TO/checkpoint.ckpt")
+    validate_config(cfg, EvalSchema)
+    require_values(cfg)
     options = _resample_options(cfg)
-    run_cfg = load_run_config(cfg.ckpt_path)
+    ckpt_path = str(cfg.ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, "ckpt_path")
+    allowed = list((cfg.get("eval") or {}).get("allowed_targets") or [])
+    run_cfg = stored_run_config(ckpt, ckpt_path, allowed)
     output_dir = Path(cfg.paths.output_dir)
     with open_dict(run_cfg):
         if cfg.get("dataset") is not None:
@@ -65,12 +63,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                                       "dataset": cfg.dataset})
             run_cfg.dataset = OmegaConf.to_container(scope.dataset, resolve=True)
             run_cfg.features = OmegaConf.to_container(scope.features, resolve=True)
+        # this evaluation's own folders: a synthetic dataset is cached in this run's data_dir,
+        # never in the directory recorded in the checkpoint
+        run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
+        if "data_dir" in run_cfg.dataset:
+            run_cfg.dataset.data_dir = run_cfg.paths.data_dir
         run_cfg.trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
         run_cfg.paths.output_dir = str(output_dir)
 
     datamodule = build_datamodule(run_cfg)
     info = datamodule.info()
     model = build_module(run_cfg, info)
+    # another class count or feature dim: one line here, not a size-mismatch traceback later
+    check_weights_fit(ckpt["state_dict"], model, ckpt_path, "ckpt_path", strict=True,
+                      data=f"{info.num_classes} classes, {info.dim}-dim features")
+    del ckpt
     callbacks: list[Any] = [PerClassAPWriter(str(output_dir), info)]
     if options["distributions"]:
         callbacks.append(ResampledTestMetrics(info, options["distributions"], options["repeats"],
@@ -80,11 +87,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for split in cfg.splits:
         if split == "val":
-            out = trainer.validate(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
-                                   verbose=False)
+            out = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path,
+                                   verbose=False, weights_only=True)
         elif split == "test":
-            out = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
-                               verbose=False)
+            out = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path,
+                               verbose=False, weights_only=True)
         else:
             raise ConfigError(f"splits: unknown split {split!r} (use val, test)")
         prefix = f"{split}/"
@@ -103,9 +110,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             table += (f"\n\ntest split resampled to class distributions (mean of "
                       f"{options['repeats']} sets of {size}; std in metrics.json)\n"
                       + format_table(resampled))
-        write_json_atomic(output_dir / "metrics.json", {"ckpt_path": str(cfg.ckpt_path),
+        write_json_atomic(output_dir / "metrics.json", {"ckpt_path": ckpt_path,
                                                         "dataset": info.name, **results, **extra})
-        print(f"\n{info.name} ({cfg.ckpt_path})\n{table}\noutputs: {output_dir}", flush=True)
+        print(f"\n{info.name} ({ckpt_path})\n{table}\noutputs: {output_dir}", flush=True)
     if resampled:
         results["test_distribution"] = resampled
     return results
@@ -143,10 +150,16 @@ def _resampled_results(out: list[dict[str, Any]], names: list[str]) -> dict[str,
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     quiet_known_warnings()
     with user_errors("vltr-eval"):
         evaluate(cfg)
+
+
+def main() -> None:
+    """``vltr-eval``: Hydra's own errors (a mistyped override, an unknown option) in one line."""
+    with hydra_errors("vltr-eval"):
+        hydra_main()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -23,10 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
-from vltr.cli import find_user_error, format_table, one_line, user_errors
+from vltr.checkpoints import check_weights_fit, load_checkpoint
+from vltr.cli import find_user_error, format_table, hydra_errors, one_line, user_errors
 from vltr.conf import imbalance_ratio
-from vltr.config import validate_config
-from vltr.errors import ConfigError, StoreError
+from vltr.config import require_values, validate_config
+from vltr.errors import ConfigError
+from vltr.hydra_callbacks import FAILED_JOB_FILE, sweep_failures
 from vltr.io import write_json_atomic
 from vltr.loggers import finish_wandb
 from vltr.progress import configure_progress
@@ -44,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     (:mod:`vltr.stages`) in ``<output>/stage<k>/``; the last stage's result is the run's.
     """
     validate_config(cfg)
+    require_values(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if not method_stages(cfg):
         return _train_stage(cfg, output_dir, cfg.get("init_ckpt"))
@@ -57,12 +59,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> dict[str, Any]:
     # "last": this run directory's last.ckpt; a missing one fails here, in one line
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), _checkpoint_dir(cfg, output_dir))
+    # checkpoints are read weights-only (no code from the file) before anything is built, so a
+    # crafted, truncated or empty one is one line at start; Lightning reads them weights-only too
+    resume_state = load_checkpoint(resume_from, "ckpt_path")["state_dict"] if resume_from else None
+    init_state = load_checkpoint(init_ckpt, "init_ckpt")["state_dict"] if init_ckpt else None
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     info = datamodule.info()
+    _warn_classes_without_training_videos(info)
     model = build_module(cfg, info)
-    if init_ckpt:
-        _load_weights(model, init_ckpt)
+    if init_state is not None:
+        _load_weights(model, init_state, str(init_ckpt), info)
+    if resume_state is not None:
+        # another class count or feature dim: one line here, not a traceback inside Lightning
+        check_weights_fit(resume_state, model, str(resume_from), "ckpt_path", strict=True,
+                          data=_describe(info))
+    del resume_state, init_state
 
     loggers = build_loggers(cfg.get("logger"))
     callbacks = build_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
@@ -79,7 +91,7 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
         lg.log_hyperparams(_flat_hparams(resolved))
 
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         result: dict[str, Any] = {"best_ckpt": None, "val": {}, "test": {}, "info": info}
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
@@ -88,9 +100,9 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
         result["best_ckpt"] = best
         if cfg.get("test", True):
             result["val"] = _only(trainer.validate(model, datamodule=datamodule, ckpt_path=best,
-                                                   verbose=False), "val/")
+                                                   verbose=False, weights_only=True), "val/")
             result["test"] = _only(trainer.test(model, datamodule=datamodule, ckpt_path=best,
-                                                verbose=False), "test/")
+                                                verbose=False, weights_only=True), "test/")
         _report(output_dir, cfg, info, result)
         return result
     finally:
@@ -104,18 +116,34 @@ def _checkpoint_dir(cfg: DictConfig, output_dir: Path) -> Path:
     return Path(dirpath) if dirpath else output_dir / "checkpoints"
 
 
-def _load_weights(model: L.LightningModule, path: str) -> None:
+def _load_weights(model: L.LightningModule, state: dict[str, Any], path: str, info: Any) -> None:
     """Initialise ``model`` from a checkpoint's weights (non-strict: a later stage may add
-    modules); the keys that matched are logged, a checkpoint that matches nothing is an error."""
-    if not Path(path).is_file():
-        raise StoreError(f"{path}: no such checkpoint (init_ckpt)")
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    result = model.load_state_dict(state, strict=False)
-    loaded = len(state) - len(result.unexpected_keys)
+    modules); the keys that matched are logged, a checkpoint that matches nothing or whose
+    weights have other shapes is an error."""
+    loaded = check_weights_fit(state, model, path, "init_ckpt", strict=False,
+                               data=_describe(info))
     if loaded == 0:
         raise ConfigError(f"{path}: no weight of this checkpoint fits the model (init_ckpt)")
+    result = model.load_state_dict(state, strict=False)
     log.info("initialised %d tensors from %s (%d new in this model)", loaded, path,
              len(result.missing_keys))
+
+
+def _describe(info: Any) -> str:
+    return f"{info.num_classes} classes, {info.dim}-dim features"
+
+
+@rank_zero_only
+def _warn_classes_without_training_videos(info: Any) -> None:
+    """Once per run: classes that no training video carries are still scored (their AP counts
+    in the tail group), but nothing was learned for them."""
+    missing = [name for name, n in zip(info.class_names, info.class_counts, strict=True)
+               if n == 0]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                          if len(missing) > 10 else "")
+        log.warning("%s: %d class(es) have no training videos: %s (they are evaluated, in the "
+                    "tail group, but cannot be learned)", info.name, len(missing), shown)
 
 
 def _only(results: list[dict[str, float]], prefix: str) -> dict[str, float]:
@@ -193,13 +221,17 @@ FAILED_VALUE = 0.0
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         with user_errors("vltr-train"):
             result = train(cfg)
     else:
         # in a sweep, one failing job is logged (and recorded in its directory); the others go on
+        # and the sweep's end says how many failed (SweepFailures); a job run again in the same
+        # directory starts without the failure record of its earlier attempt
+        failed = Path(cfg.paths.output_dir) / FAILED_JOB_FILE
+        failed.unlink(missing_ok=True)
         try:
             result = train(cfg)
         except Exception as e:
@@ -208,13 +240,21 @@ def main(cfg: DictConfig) -> float | None:
             log.error("job %s failed: %s", HydraConfig.get().job.num, reason,
                       exc_info=user is None)
             finish_wandb()
-            write_json_atomic(Path(cfg.paths.output_dir) / "failed.json",
-                              {"error": f"{type(e).__name__}: {reason}",
-                               "overrides": list(HydraConfig.get().overrides.task)})
+            write_json_atomic(failed, {"error": f"{type(e).__name__}: {reason}",
+                                       "overrides": list(HydraConfig.get().overrides.task)})
             return FAILED_VALUE
     # the value Hydra sweepers (optuna) optimise: the monitored val metric of the best checkpoint
     monitor = str(cfg.get("monitor", "val/mAP"))
     return result["val"].get(monitor.split("/", 1)[-1])
+
+
+def main() -> None:
+    """``vltr-train``: one line and exit 2 for Hydra's own errors; exit 1 after a multirun in
+    which any job failed (every job runs; the failed ones are listed)."""
+    with hydra_errors("vltr-train"):
+        hydra_main()
+    if sweep_failures():
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

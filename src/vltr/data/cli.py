@@ -19,7 +19,9 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,6 +81,7 @@ def _synth_parser(sub: argparse._SubParsersAction) -> None:
                 ["vltr-data synth --out data/tiny.h5 --num-classes 10 --n-max 60",
                  "vltr-data synth --out data/ir001.h5 --imbalance-ratio 0.01 --seed 1"])
     p.add_argument("--out", required=True, help="output .h5 path (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     for f in dataclasses.fields(SyntheticSpec):
         flag = "--" + f.name.replace("_", "-")
         p.add_argument(flag, type=type(f.default), default=f.default,
@@ -88,6 +91,7 @@ def _synth_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticSpec)}
     spec = SyntheticSpec.from_dict(values)
+    importers.check_out(args.out, args.force)
     path = generate(spec, args.out)
     store = FeatureStore(path)
     print(f"wrote {path}: {store.num_videos} videos, {store.num_classes} classes, "
@@ -458,15 +462,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP while a command runs: unwinds like Ctrl-C, so a store being written is
+    removed (:class:`~vltr.data.store.StoreWriter` deletes its temporary file on any exception).
+    A BaseException, so that no ``except Exception`` on the way swallows it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"synth": cmd_synth, "validate": cmd_validate, "info": cmd_info,
                "import": cmd_import}[args.command]
+    # signal handlers can only be set from the main thread (not when called from a thread)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)
+                } if main_thread else {}
     try:
         return handler(args)
     except VltrError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except (Terminated, KeyboardInterrupt) as e:
+        signum = e.args[0] if isinstance(e, Terminated) else signal.SIGINT
+        removed = (f"; nothing was written at {args.out}"
+                   if args.command in ("synth", "import") else "")
+        print(f"{PROG}: stopped by {signal.Signals(signum).name}{removed}", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,17 @@ def resample_indices(num_frames: int, frames: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ list files
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a text file; a file that is not UTF-8 text is a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise StoreError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise StoreError(f"{path}: unreadable ({e.strerror})") from None
+
+
 def read_label_list(path: str | os.PathLike[str]) -> list[tuple[str, list[int]]]:
     """``video_id l1,l2,...`` lines (blank lines skipped) as ``(id, labels)`` in file order.
 
@@ -112,25 +123,24 @@ def read_label_list(path: str | os.PathLike[str]) -> list[tuple[str, list[int]]]
         raise StoreError(f"{path}: no such list file")
     rows: list[tuple[str, list[int]]] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) > 2:
-                raise StoreError(f"{path}:{lineno}: expected 'video_id l1,l2,...', got "
-                                 f"{line.strip()!r}")
-            vid = parts[0]
-            try:
-                labels = [int(s) for s in parts[1].split(",")] if len(parts) == 2 else []
-            except ValueError:
-                raise StoreError(f"{path}:{lineno}: labels must be comma-separated integers, "
-                                 f"got {parts[1]!r}") from None
-            if vid in seen:
-                raise StoreError(f"{path}:{lineno}: video {vid} is listed twice "
-                                 f"(first on line {seen[vid]})")
-            seen[vid] = lineno
-            rows.append((vid, list(dict.fromkeys(labels))))
+    for lineno, line in enumerate(_text_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) > 2:
+            raise StoreError(f"{path}:{lineno}: expected 'video_id l1,l2,...', got "
+                             f"{line.strip()!r}")
+        vid = parts[0]
+        try:
+            labels = [int(s) for s in parts[1].split(",")] if len(parts) == 2 else []
+        except ValueError:
+            raise StoreError(f"{path}:{lineno}: labels must be comma-separated integers, "
+                             f"got {parts[1]!r}") from None
+        if vid in seen:
+            raise StoreError(f"{path}:{lineno}: video {vid} is listed twice "
+                             f"(first on line {seen[vid]})")
+        seen[vid] = lineno
+        rows.append((vid, list(dict.fromkeys(labels))))
     return rows
 
 
@@ -139,7 +149,7 @@ def read_class_names(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path}: no such class-names file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [line.strip() for line in _text_lines(path)]
     while names and not names[-1]:
         names.pop()
     if not names or not all(names):
@@ -156,21 +166,20 @@ def read_videolt_counts(path: str | os.PathLike[str]) -> tuple[list[str], np.nda
     if not path.is_file():
         raise StoreError(f"{path}: no such file (VideoLT's class list)")
     by_index: dict[int, tuple[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                if len(parts) != 3:
-                    raise ValueError
-                name, idx, count = parts[0], int(parts[1]), int(float(parts[2]))
-            except ValueError:
-                raise StoreError(f"{path}:{lineno}: expected 'ClassName index count', got "
-                                 f"{line.strip()!r}") from None
-            if idx in by_index:
-                raise StoreError(f"{path}:{lineno}: class index {idx} appears twice")
-            by_index[idx] = (name, count)
+    for lineno, line in enumerate(_text_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            name, idx, count = parts[0], int(parts[1]), int(float(parts[2]))
+        except ValueError:
+            raise StoreError(f"{path}:{lineno}: expected 'ClassName index count', got "
+                             f"{line.strip()!r}") from None
+        if idx in by_index:
+            raise StoreError(f"{path}:{lineno}: class index {idx} appears twice")
+        by_index[idx] = (name, count)
     c = len(by_index)
     if c == 0 or sorted(by_index) != list(range(c)):
         raise StoreError(f"{path}: class indices must be 0..{c - 1}, each once")
@@ -252,9 +261,10 @@ def feature_dim(video: Video) -> int:
 def _checked_shape(video: Video, x: Any, dim: int | None) -> tuple[int, int]:
     shape = tuple(x.shape)
     wanted = f"[T, {dim}]" if dim is not None else "[T, D]"
-    if len(shape) != 2 or shape[0] < 1 or (dim is not None and shape[1] != dim):
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1 or (dim is not None
+                                                            and shape[1] != dim):
         raise StoreError(f"video {video.vid}: {video.path}: array of shape {list(shape)}, "
-                         f"expected {wanted} with T >= 1")
+                         f"expected {wanted} with T >= 1 and D >= 1")
     if not np.issubdtype(x.dtype, np.floating):
         raise StoreError(f"video {video.vid}: {video.path}: dtype {x.dtype}, expected floats")
     return shape[0], shape[1]
@@ -400,7 +410,8 @@ def write_videos(
                 cast_into(buf[filled], x, video)  # in this thread: one cast at a time
                 filled += 1
                 if filled == len(buf) or written + filled == len(videos):
-                    writer.write_features(written, buf[:filled])
+                    # every video was checked for NaN/Inf after the cast (cast_into)
+                    writer.write_features(written, buf[:filled], finite=True)
                     written += filled
                     bar.advance(filled, written)
                     filled = 0
@@ -417,15 +428,21 @@ def write_videos(
 
 def _concat_splits(
     parts: Sequence[tuple[str, list[Video]]],
+    sources: dict[str, str | os.PathLike[str]] | None = None,
 ) -> tuple[list[Video], dict[str, np.ndarray]]:
+    """The videos of all splits in store order and each split's indices; ``sources`` (list file
+    by split) are named when a video is in two lists."""
     videos: list[Video] = []
     splits: dict[str, np.ndarray] = {}
     seen: dict[str, str] = {}
+    sources = sources or {}
     for name, part in parts:
         for v in part:
             if v.vid in seen:
+                where = (f" ({sources[seen[v.vid]]}, {sources[name]})"
+                         if seen[v.vid] in sources and name in sources else "")
                 raise StoreError(f"video {v.vid} is in both the {seen[v.vid]} and the {name} "
-                                 "lists")
+                                 f"lists{where}")
             seen[v.vid] = name
         splits[name] = np.arange(len(videos), len(videos) + len(part))
         videos.extend(part)
@@ -449,7 +466,12 @@ def _class_names(
     return [f"class{i:03d}" for i in range(num_classes)]
 
 
-def _check_out(out: str | os.PathLike[str], overwrite: bool) -> None:
+def check_out(out: str | os.PathLike[str], overwrite: bool) -> None:
+    """The output path of a command that writes a store: not a folder (``--force`` replaces a
+    file, never a folder), not an existing file unless ``overwrite``."""
+    if Path(out).is_dir():
+        raise StoreError(f"{out}: is a directory; --out takes the store's file name (e.g. "
+                         f"{Path(out) / 'features.h5'})")
     if Path(out).exists() and not overwrite:
         raise StoreError(f"{out}: already exists (pass --force to replace it)")
 
@@ -471,7 +493,7 @@ def import_videolt(
     Splits: train / val = ``validate.lst`` / test. The counts in ``count-labels-train.lst`` are
     checked against ``train.lst`` (``warn`` on a mismatch).
     """
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     lists = Path(lists)
     names, counts = read_videolt_counts(lists / "count-labels-train.lst")
     parts = []
@@ -481,7 +503,9 @@ def import_videolt(
         if split == "train":
             _warn_count_mismatch(counts, train_class_counts(rows, len(names)), names, lists, warn)
         parts.append((split, locate_features(features, rows)))
-    videos, splits = _concat_splits(parts)
+    videos, splits = _concat_splits(parts, {
+        split: lists / file for split, file in zip(SPLIT_NAMES, ("train.lst", "validate.lst",
+                                                                  "test.lst"), strict=True)})
     write_kw.setdefault("source", "videolt-release")
     return write_videos(out, videos, splits, names, frames=frames, description="VideoLT",
                         **write_kw)
@@ -520,7 +544,7 @@ def import_minikinetics200(
     ``imbalance_n_max``, the largest class count of the full train list (MOVE's n_max), so the
     recipe's per-rank counts match MOVE's although the hold-out shortened every class.
     """
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     if val_per_class < 1:
         raise StoreError(f"{out}: --val-per-class must be >= 1, got {val_per_class}")
     train_rows = read_label_list(train_list)
@@ -550,7 +574,8 @@ def import_minikinetics200(
     train_dir = root / "train" if (root / "train").is_dir() else root
     test_dir = root / "val" if (root / "val").is_dir() else root
     videos, splits = _concat_splits([("train", locate_features(train_dir, train_rows)),
-                                     ("test", locate_features(test_dir, test_rows))])
+                                     ("test", locate_features(test_dir, test_rows))],
+                                    {"train": train_list, "test": test_list})
     splits = {"train": np.flatnonzero(~held), "val": np.flatnonzero(held),
               "test": splits["test"]}
     write_kw.setdefault("source", "minikinetics200-release")
@@ -619,13 +644,13 @@ def _import_lists(
     description: str,
     **write_kw: Any,
 ) -> ImportResult:
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     all_rows = [read_label_list(path) for path in lists]
     names = _class_names(class_names, num_classes, itertools.chain.from_iterable(all_rows))
     parts = []
     for split, rows, path in zip(SPLIT_NAMES, all_rows, lists, strict=True):
         _check_labels(rows, len(names), Path(path))
         parts.append((split, locate_features(features, rows, extensions)))
-    videos, splits = _concat_splits(parts)
+    videos, splits = _concat_splits(parts, dict(zip(SPLIT_NAMES, lists, strict=True)))
     return write_videos(out, videos, splits, names, frames=frames, description=description,
                         **write_kw)
