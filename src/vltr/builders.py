@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from vltr.config import METHOD_ONLY_KEYS
 from vltr.data.datamodule import DatasetInfo, VideoFeatureDataModule
@@ -32,12 +33,13 @@ def check_composition(cfg: DictConfig) -> None:
 
 
 def method_config(cfg: DictConfig) -> DictConfig:
-    """``cfg.method`` without the keys that are not constructor arguments (``stages``)."""
-    node = OmegaConf.masked_copy(cfg, ["method"]).method
-    for key in METHOD_ONLY_KEYS:
-        if key in node:
-            node.pop(key)
-    return node
+    """``cfg.method`` without the keys that are not constructor arguments (``stages``); a copy
+    that keeps its root, so interpolations such as ``${dataset.clip_frames}`` still resolve."""
+    root = copy.deepcopy(cfg)
+    with open_dict(root):
+        for key in METHOD_ONLY_KEYS:
+            root.method.pop(key, None)
+    return root.method
 
 
 def build_setup(cfg: DictConfig, info: DatasetInfo) -> MethodSetup:

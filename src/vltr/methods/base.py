@@ -9,7 +9,7 @@ optimiser and scheduler from config) stays here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import lightning as L
@@ -26,24 +26,39 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 HeadFactory = Callable[[int, int], nn.Module]
 
 
-@dataclass
 class MethodSetup:
     """What every method is built from besides its own hyper-parameters, made by
     :func:`vltr.builders.build_module` from the run's groups: the ``aggregator`` and ``head``
     (a factory ``(input_dim, num_classes) -> module``), the strategy's ``loss`` and
     ``batch_transform``, the schedule's ``optimizer`` and ``scheduler`` factories, and the
     training class counts with the group thresholds. A method's config then holds only its own
-    hyper-parameters, which the config validator checks against its constructor."""
+    hyper-parameters, which the config validator checks against its constructor.
 
-    aggregator: nn.Module
-    loss: nn.Module
-    optimizer: OptimizerFactory
-    class_counts: Sequence[int]
-    head: HeadFactory | None = None
-    scheduler: SchedulerFactory | None = None
-    head_min: int = 500
-    tail_max: int = 100
-    batch_transform: Any | None = None
+    A plain class, not a dataclass: Hydra's ``instantiate`` would turn a dataclass argument
+    into a structured config (and the modules inside it with it).
+    """
+
+    def __init__(
+        self,
+        aggregator: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        class_counts: Sequence[int],
+        head: HeadFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        head_min: int = 500,
+        tail_max: int = 100,
+        batch_transform: Any | None = None,
+    ) -> None:
+        self.aggregator = aggregator
+        self.loss = loss
+        self.optimizer = optimizer
+        self.class_counts = list(class_counts)
+        self.head = head
+        self.scheduler = scheduler
+        self.head_min = head_min
+        self.tail_max = tail_max
+        self.batch_transform = batch_transform
 
     @property
     def num_classes(self) -> int:
