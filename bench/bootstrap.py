@@ -3,7 +3,7 @@
 One bootstrap replicate of one run, two ways, in the same process:
 
 * naive: draw the videos, build the resampled score matrix and compute per-class AP on it
-  (``vltr.metrics.average_precision``: a sort per class of the whole split);
+  (``vltr.evaluation.metrics.average_precision``: a sort per class of the whole split);
 * vltr: ``WeightedAP`` (``vltr.analysis.bootstrap``): the ranking made once per run, a
   replicate is one gather and one cumulative sum over each class's ranks down to its last
   positive.
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from vltr.analysis.bootstrap import WeightedAP
-from vltr.metrics import average_precision
+from vltr.evaluation.metrics import average_precision
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Training-step throughput of each method on CPU (videos/s), relative to the BCE baseline.
 
 Every method is built exactly as ``vltr-train`` builds it: the composed Hydra config (with the
-method's own strategy/method/aggregator groups) through ``vltr.builders.build_module``, on a
+method's own strategy/method/aggregator groups) through
+``vltr.training.builders.build_module``, on a
 VideoLT-shaped problem: 1,004 classes with an exponential long-tailed count profile, 2048-d
 ResNet-101 features, 60-frame training clips, batch ``--batch`` of float16 features with 1-2
 labels per video. One step = the module's own training batch transform, training loss,
@@ -25,9 +26,9 @@ import torch
 from hydra import compose, initialize_config_module
 from lightning.pytorch import LightningModule
 
-from vltr.builders import build_module
 from vltr.data.datamodule import DatasetInfo, VideoBatch
 from vltr.data.longtail import exponential_profile
+from vltr.training.builders import build_module
 
 # (row name, Hydra overrides): each method with the aggregator its paper uses
 METHODS = [

@@ -1,4 +1,4 @@
-"""Per-class AP at VideoLT test size: ``vltr.metrics.average_precision`` vs sklearn.
+"""Per-class AP at VideoLT test size: ``vltr.evaluation.metrics.average_precision`` vs sklearn.
 
 Data: ``--samples`` x ``--classes`` (default 51,239 x 1,004, the VideoLT test split) with
 long-tailed multi-label targets (1-2 labels per sample, class frequencies decaying
@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from vltr.metrics import average_precision
+from vltr.evaluation.metrics import average_precision
 
 
 def make_data(

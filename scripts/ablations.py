@@ -29,6 +29,7 @@ single-thread runs beat one two-thread run on 2 cores for these small models).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import statistics
@@ -41,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vltr.io import write_text_atomic  # noqa: E402
+from vltr.utils.io import write_text_atomic  # noqa: E402
 
 COLUMNS = (("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),
            ("mAP_tail", "Tail"), ("acc1", "Acc@1"))
@@ -171,7 +172,7 @@ def _run_job(args: tuple[tuple[str, ...], list[str], str]
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from vltr.train import train
+    from vltr.training.train import train
 
     torch.set_num_threads(1)
     logging.getLogger("lightning").setLevel(logging.WARNING)
@@ -263,9 +264,11 @@ def main() -> int:
         results[f"{row.table}/{row.name}"] = runs.setdefault(same, [])
         if any(j[0] == same for j in jobs) or len(runs[same]) > 0:
             continue
+        # a run's directory is named by its overrides, so any selection of tables finds it
+        digest = hashlib.sha1("\n".join(same).encode()).hexdigest()[:8]
+        slug = "".join(c if c.isalnum() or c in "-=." else "_" for c in row.name)
         for seed in range(args.seeds):
-            slug = "".join(c if c.isalnum() or c in "-=." else "_" for c in row.name)
-            out = runs_dir / row.table / slug / f"seed{seed}"
+            out = runs_dir / f"{slug}-{digest}" / f"seed{seed}"
             if (out / "metrics.json").is_file():
                 runs[same].append(json.loads((out / "metrics.json").read_text())["test"])
                 done += 1

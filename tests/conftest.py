@@ -130,7 +130,7 @@ def train_tiny(compose_cfg: Callable[..., DictConfig], *overrides: str,
                drop: tuple[str, ...] = ()) -> tuple[DictConfig, dict]:
     """Train in-process on the tiny synthetic data (TINY_OVERRIDES minus the ``drop`` prefixes,
     plus ``overrides``, no logger, no last.ckpt); check the metrics every run must report."""
-    from vltr.train import train
+    from vltr.training.train import train
 
     base = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", *drop))]
     cfg = compose_cfg(*base, "logger=none", *overrides)

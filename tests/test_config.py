@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from vltr.config import validate_config
-from vltr.errors import ConfigError
+from vltr.training.config import validate_config
+from vltr.utils.errors import ConfigError
 
 from conftest import run_cli
 
@@ -54,7 +54,7 @@ def test_paper_presets_use_their_papers_schedules(compose_cfg: Compose) -> None:
 
 
 def test_eval_config_composes(compose_cfg: Compose) -> None:
-    from vltr.config import EvalSchema
+    from vltr.training.config import EvalSchema
 
     cfg = compose_cfg("ckpt_path=x.ckpt", config_name="eval")
     validate_config(cfg, EvalSchema)

@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from vltr.cli import user_errors
-from vltr.data.cli import main as data_cli
+from vltr.cli.common import user_errors
+from vltr.cli.data import main as data_cli
 from vltr.data.datamodule import VideoFeatureDataModule
 from vltr.data.store import validate_store, write_store
 

@@ -11,7 +11,7 @@ import torch
 
 from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule, VideoFeatureDataset
 from vltr.data.store import FeatureStore
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 from conftest import make_store
 

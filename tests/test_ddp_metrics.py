@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vltr.data.longtail import group_masks
-from vltr.metrics import VideoLTMetrics, summarize
+from vltr.evaluation.metrics import VideoLTMetrics, summarize
 
 pytestmark = pytest.mark.ddp
 COUNTS = np.array([700, 300, 120, 90, 30, 5])

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from vltr.train import train
+from vltr.training.train import train
 
 from conftest import TINY_OVERRIDES
 

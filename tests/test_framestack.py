@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule
+from vltr.evaluation.metrics import average_precision
 from vltr.methods.base import MethodSetup
 from vltr.methods.framestack import (
     FrameStackModule,
@@ -30,7 +31,6 @@ from vltr.methods.framestack import (
     stack_ratio,
     unpack_records,
 )
-from vltr.metrics import average_precision
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.strategies.losses import FocalLoss
 
@@ -322,7 +322,7 @@ def test_checkpoint_holds_the_rap_the_next_epoch_uses(tmp_path: Path) -> None:
 
 
 def test_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    from vltr.train import train
+    from vltr.training.train import train
 
     cfg = compose_cfg(*TINY_OVERRIDES, "method=framestack", "logger=none",
                       "trainer.max_epochs=3")

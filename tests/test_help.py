@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vltr.data.cli import build_parser as data_parser
-from vltr.report import build_parser as report_parser
+from vltr.cli.data import build_parser as data_parser
+from vltr.cli.report import build_parser as report_parser
 
 from conftest import run_cli
 

@@ -14,12 +14,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vltr.cli.data import main as cli_main
 from vltr.data import importers
-from vltr.data.cli import main as cli_main
 from vltr.data.datamodule import VideoFeatureDataModule
 from vltr.data.longtail import imbalanced_subset
 from vltr.data.store import FeatureStore, validate_store, write_store
-from vltr.errors import ConfigError, StoreError
+from vltr.utils.errors import ConfigError, StoreError
 
 from conftest import run_cli
 
@@ -279,7 +279,7 @@ def test_generic_import_pt_and_npy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("release", ["videolt", "minikinetics200", "charades", "generic"])
 def test_every_import_subcommand_has_help(release: str) -> None:
-    from vltr.data.cli import build_parser
+    from vltr.cli.data import build_parser
 
     with pytest.raises(SystemExit) as code:
         build_parser().parse_args(["import", release, "--help"])
@@ -373,7 +373,7 @@ def test_synthetic_store_imbalance_ratio(tiny_store: Path) -> None:
 
 def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from vltr.data.cli import training_store
+    from vltr.cli.data import training_store
 
     videolt_release(tmp_path)
     stores = tmp_path / "stores"

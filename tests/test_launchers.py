@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vltr.config import validate_config
+from vltr.training.config import validate_config
 
 from conftest import TINY_OVERRIDES, run_cli
 
@@ -142,7 +142,7 @@ def test_optuna_study_configs(compose_with_hydra, study: str, experiment: str) -
 @pytest.mark.skipif("VLTR_ROOT" in os.environ, reason="the default paths are under test")
 def test_multirun_with_default_paths(tmp_path: Path) -> None:
     # no paths.root_dir, no hydra.sweep.dir: the sweep directory hangs off ${hydra:runtime.cwd},
-    # which Hydra only resolves inside jobs unless vltr.hydra_callbacks sets it up first
+    # which Hydra only resolves inside jobs unless vltr.training.hydra_callbacks sets it up first
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     proc = run_cli(["vltr-train", "-m", *overrides, "debug=fast", "logger=none", "seed=0,1"],
                    cwd=tmp_path)

@@ -13,7 +13,6 @@ import torch
 from omegaconf import DictConfig
 
 from vltr.data.datamodule import VideoBatch
-from vltr.evaluate import evaluate
 from vltr.methods.meid import MEIDModule
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.models.attention import FrameAttentionAggregator
@@ -25,7 +24,8 @@ from vltr.models.meid import (
     variance_distillation_loss,
 )
 from vltr.strategies.losses import FocalLoss
-from vltr.train import train
+from vltr.training.evaluate import evaluate
+from vltr.training.train import train
 
 from conftest import TINY_OVERRIDES
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from vltr.data.longtail import exponential_profile, group_masks
-from vltr.metrics import VideoLTMetrics, average_precision, summarize, topk_accuracy
+from vltr.evaluation.metrics import VideoLTMetrics, average_precision, summarize, topk_accuracy
 
 
 def sklearn_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:

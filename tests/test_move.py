@@ -321,9 +321,9 @@ def test_ablation_switches_remove_their_component() -> None:
 def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_module
 
-    from vltr.builders import build_module
-    from vltr.errors import ConfigError
     from vltr.models.heads import LinearHead, NonLinearHead
+    from vltr.training.builders import build_module
+    from vltr.utils.errors import ConfigError
 
     class Info:  # what build_module reads of a DatasetInfo
         dim, num_classes = 8, 4

@@ -21,7 +21,7 @@ def test_study_finishes_and_a_failing_trial_scores_zero(tmp_path: Path) -> None:
     # imbalance_ratio 2.0 is invalid (ConfigError in the trial); with the config's TPE seed the
     # three trials draw both values (checked below). direction=minimize makes the failed
     # trials' value the best one, so optimization_results.yaml shows what the study recorded
-    # for them: 0.0 (vltr.train.FAILED_VALUE), as a completed trial.
+    # for them: 0.0 (vltr.training.train.FAILED_VALUE), as a completed trial.
     proc = run_cli(["vltr-train", "hparams_search=synthetic_optuna", f"paths.root_dir={tmp_path}",
                     *overrides, "trainer.max_epochs=2", "logger=none",
                     "hydra.sweeper.n_trials=3", "hydra.sweeper.direction=minimize",

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vltr.config import validate_config
 from vltr.data.synthetic import SyntheticSpec, generate
+from vltr.training.config import validate_config
 
 CONF = resources.files("vltr.conf").joinpath("experiment")
 PAPERS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
@@ -88,7 +88,7 @@ def test_preset_composes_says_what_it_is_and_runs_a_step(
 ) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from vltr.train import train
+    from vltr.training.train import train
 
     paper = compose_cfg(f"experiment={name}")
     validate_config(paper)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
-from vltr.progress import MetricsProgressBar, PercentLines, ProgressLog, configure_progress
+from vltr.training.progress import MetricsProgressBar, PercentLines, ProgressLog, configure_progress
 
 from conftest import train_tiny
 
@@ -32,7 +32,7 @@ def test_enable_progress_bar_false_with_the_bar_configured(
         compose_cfg: Callable[..., DictConfig]) -> None:
     # the default callbacks config holds the rich bar: Lightning refused the combination
     cfg, _ = train_tiny(compose_cfg, "trainer.max_epochs=1", "trainer.enable_progress_bar=false")
-    assert cfg.callbacks.rich_progress_bar._target_ == "vltr.progress.MetricsProgressBar"
+    assert cfg.callbacks.rich_progress_bar._target_ == "vltr.training.progress.MetricsProgressBar"
 
 
 def test_percent_lines_every_few_percent() -> None:

@@ -23,8 +23,8 @@ from vltr.analysis import (
 )
 from vltr.analysis.runs import latest_sweep
 from vltr.analysis.tables import table_warnings
-from vltr.errors import StoreError
-from vltr.report import build_report
+from vltr.cli.report import build_report
+from vltr.utils.errors import StoreError
 
 from conftest import run_cli
 
@@ -228,7 +228,7 @@ def test_overrides_are_compared_by_value_in_the_composed_config(tmp_path: Path) 
 
 def test_weighted_ap_equals_the_ap_of_the_resampled_split() -> None:
     from vltr.analysis.bootstrap import WeightedAP
-    from vltr.metrics import average_precision
+    from vltr.evaluation.metrics import average_precision
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -248,8 +248,8 @@ def test_weighted_ap_equals_the_ap_of_the_resampled_split() -> None:
 def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     from vltr.analysis.bootstrap import paired_bootstrap
+    from vltr.cli.report import main
     from vltr.evaluation.predictions import load_predictions
-    from vltr.report import main
 
     runs = {(r.strategy, r.imbalance_ratio): r for r in load_runs([tiny_sweep]) if not r.failed}
     a, b = runs[("bce", 0.2)], runs[("focal", 0.2)]
@@ -284,7 +284,7 @@ def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
 
 def test_dashboard_workspace_is_built_offline(capsys: pytest.CaptureFixture[str]) -> None:
     from vltr.analysis.dashboard import build_workspace
-    from vltr.report import main
+    from vltr.cli.report import main
 
     ws = build_workspace("team", "vltr", group="ir_grid", tags=["ir:0.01"])
     panels = {s.name: s.panels for s in ws.sections}

@@ -94,7 +94,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(
     uninterrupted, run, epoch, output, metrics = runs
     assert "Restoring states from the checkpoint path" in output
     # tolerance: none. Weights, optimizer, scheduler and loop state come back from last.ckpt, the
-    # random generators (shuffle, dropout, mixup, clip frames) from vltr.resume
+    # random generators (shuffle, dropout, mixup, clip frames) from vltr.training.resume
     assert metrics["val"] == uninterrupted["val"]
     assert metrics["test"] == uninterrupted["test"]
     assert Path(metrics["best_ckpt"]).name == Path(uninterrupted["best_ckpt"]).name

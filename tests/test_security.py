@@ -22,8 +22,8 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from vltr.config import validate_config
-from vltr.errors import CheckpointError, ConfigError, VltrError
+from vltr.training.config import validate_config
+from vltr.utils.errors import CheckpointError, ConfigError, VltrError
 
 from conftest import TINY_OVERRIDES, compose_at, run_cli
 
@@ -51,7 +51,7 @@ class RunsCode:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """A real 2-epoch run (root, run directory with checkpoints/epoch00{0,1}.ckpt, last.ckpt)."""
-    from vltr.train import train
+    from vltr.training.train import train
 
     root = tmp_path_factory.mktemp("security")
     run = root / "run"
@@ -179,7 +179,7 @@ def test_no_weights_only_false_in_the_package() -> None:
             "aggregator._target_='posix.system' is not a vltr",
         ),
         ({"aggregator._target_": "torch.load"}, "aggregator._target_='torch.load' is not a model"),
-        ({"strategy.loss._target_": "vltr.io.write_text_atomic"}, "strategy.loss._target_="),
+        ({"strategy.loss._target_": "vltr.utils.io.write_text_atomic"}, "strategy.loss._target_="),
         ({"dataset.name": "${oc.env:HOME}"}, "dataset.name is an interpolation"),
         ({"dataset.clip_frames": 0}, "dataset.clip_frames: must be >= 1, got 0"),
         ({"aggregator.hidden_dimm": 3}, "aggregator.hidden_dimm: unknown key"),
@@ -188,7 +188,7 @@ def test_no_weights_only_false_in_the_package() -> None:
 def test_stored_config_is_checked_and_allow_listed(
     trained: tuple[Path, Path], tmp_path: Path, change: dict, message: str
 ) -> None:
-    from vltr.evaluate import load_run_config
+    from vltr.training.evaluate import load_run_config
 
     path = with_config(trained[1], tmp_path / "x.ckpt", **change)
     with pytest.raises(ConfigError) as err:
@@ -212,7 +212,7 @@ def eval_cfg(root: Path, ckpt: Path, *overrides: str) -> DictConfig:
 def test_eval_uses_its_own_data_dir(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """The synthetic cache is made in this evaluation's paths.data_dir, never in the
     (absolute) directory recorded in the checkpoint."""
-    from vltr.evaluate import evaluate
+    from vltr.training.evaluate import evaluate
 
     recorded = tmp_path / "recorded" / "data"
     ckpt = with_config(
@@ -231,8 +231,8 @@ def test_eval_uses_its_own_data_dir(trained: tuple[Path, Path], tmp_path: Path) 
 def test_checkpoint_of_other_classes_or_dim_is_one_line(
     trained: tuple[Path, Path], tmp_path: Path, how: str
 ) -> None:
-    from vltr.evaluate import evaluate
-    from vltr.train import train
+    from vltr.training.evaluate import evaluate
+    from vltr.training.train import train
 
     ckpt = best(trained[1])
     if how == "vltr-eval":
@@ -256,7 +256,7 @@ def test_checkpoint_of_other_classes_or_dim_is_one_line(
 def test_damaged_last_checkpoint_names_the_others(
     trained: tuple[Path, Path], tmp_path: Path, damage: str
 ) -> None:
-    from vltr.train import train
+    from vltr.training.train import train
 
     run = tmp_path / "run"
     shutil.copytree(trained[1] / "checkpoints", run / "checkpoints")
@@ -413,7 +413,7 @@ def test_multirun_with_failed_jobs_exits_nonzero_and_lists_them(tmp_path: Path) 
 def test_stored_config_without_vltr_block_is_refused(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from vltr.evaluate import load_run_config
+    from vltr.training.evaluate import load_run_config
 
     ckpt = torch.load(best(trained[1]), map_location="cpu", weights_only=True)
     del ckpt["vltr"]
@@ -423,7 +423,7 @@ def test_stored_config_without_vltr_block_is_refused(
 
 
 def test_eval_reads_the_stored_config(trained: tuple[Path, Path]) -> None:
-    from vltr.evaluate import load_run_config
+    from vltr.training.evaluate import load_run_config
 
     cfg = load_run_config(best(trained[1]))
     with open_dict(cfg):
@@ -439,7 +439,7 @@ class MyAggregator(torch.nn.Module):
 
 
 def test_allowed_targets_widens_the_allow_list(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from vltr.evaluate import load_run_config
+    from vltr.training.evaluate import load_run_config
 
     target = f"{__name__}.MyAggregator"
     path = with_config(trained[1], tmp_path / "own.ckpt", **{"aggregator._target_": target})

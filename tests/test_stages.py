@@ -10,8 +10,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vltr.errors import ConfigError
-from vltr.train import train
+from vltr.training.train import train
+from vltr.utils.errors import ConfigError
 
 from conftest import TINY_OVERRIDES
 

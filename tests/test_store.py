@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from vltr.data.store import FORMAT_VERSION, FeatureStore, StoreWriter, validate_store
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 from conftest import make_store, run_cli
 

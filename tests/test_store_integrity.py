@@ -27,8 +27,8 @@ import lightning as L
 import numpy as np
 import pytest
 
-from vltr.cli import one_line
-from vltr.data.cli import main as data_cli
+from vltr.cli.common import one_line
+from vltr.cli.data import main as data_cli
 from vltr.data.store import (
     FeatureStore,
     StoreWriter,
@@ -38,7 +38,7 @@ from vltr.data.store import (
     write_store,
 )
 from vltr.data.synthetic import SyntheticSpec, generate
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 from conftest import BIN, TINY_OVERRIDES, compose_at, make_store
 
@@ -105,7 +105,7 @@ def test_open_checks_what_the_reader_trusts(tmp_path: Path, kind: str) -> None:
 
 
 def test_training_on_a_split_holding_minus_one_fails_at_start(tmp_path: Path) -> None:
-    from vltr.train import train
+    from vltr.training.train import train
 
     path, _, _ = make_store(tmp_path / "s.h5", n=24, d=4, t=8)
     damage(path, "split_minus_one")
@@ -247,7 +247,7 @@ class ReplaceStore(L.Callback):
 def test_store_rewritten_mid_training_fails_in_one_line(tmp_path: Path) -> None:
     """Workers reopen the path for validation and testing (val mAP 0.09 instead of 0.58 with
     exit 0 before); now the reopen refuses."""
-    from vltr.train import train
+    from vltr.training.train import train
 
     path, _, _ = make_store(tmp_path / "s.h5", n=24, t=8, d=4)
     before = [o for o in TINY_OVERRIDES if o.startswith(("trainer.", "~callbacks"))]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from vltr.train import train
+from vltr.training.train import train
 
 from conftest import TINY_OVERRIDES
 
@@ -40,9 +40,9 @@ def test_strategy_aggregator_matrix(
 
 
 def test_strategy_parts_are_wired(compose_cfg: Callable[..., DictConfig]) -> None:
-    from vltr.builders import build_datamodule, build_module
     from vltr.data.samplers import ClassAwareSampler
     from vltr.strategies.mixup import FeatureMixup
+    from vltr.training.builders import build_datamodule, build_module
 
     cfg = compose_cfg(*ONE_EPOCH, "strategy=srs", "seed=7")
     dm = build_datamodule(cfg)

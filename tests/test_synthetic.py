@@ -10,7 +10,7 @@ import pytest
 from vltr.data.longtail import exponential_profile, imbalance_ratio
 from vltr.data.store import FeatureStore, validate_store
 from vltr.data.synthetic import SyntheticSpec, ensure_synthetic
-from vltr.errors import ConfigError
+from vltr.utils.errors import ConfigError
 
 from conftest import TINY_SYNTH, run_cli
 

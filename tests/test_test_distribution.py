@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vltr.data.longtail import exponential_profile, group_masks
-from vltr.errors import ConfigError
+from vltr.evaluation.metrics import summarize
 from vltr.evaluation.resample import (
     effective_distribution,
     parse_distributions,
@@ -21,7 +21,7 @@ from vltr.evaluation.resample import (
     target_distribution,
 )
 from vltr.methods.medc import reversed_frequencies
-from vltr.metrics import summarize
+from vltr.utils.errors import ConfigError
 
 from conftest import TINY_OVERRIDES, run_cli
 
@@ -167,8 +167,8 @@ def test_eval_test_distributions_end_to_end(checkpoint: tuple[Path, str]) -> Non
     assert set(metrics["test"]) >= set(KEYS)
 
     # the same numbers as the pure function on predictions computed here, independently
-    from vltr.builders import build_datamodule, build_module
-    from vltr.evaluate import load_run_config
+    from vltr.training.builders import build_datamodule, build_module
+    from vltr.training.evaluate import load_run_config
 
     run_cfg = load_run_config(ckpt)
     dm = build_datamodule(run_cfg)

@@ -11,7 +11,7 @@ import pytest
 
 from vltr.data.store import FeatureStore
 from vltr.data.synthetic import SyntheticSpec
-from vltr.loggers import read_wandb_offline_run
+from vltr.training.loggers import read_wandb_offline_run
 
 from conftest import TINY_OVERRIDES, TINY_SYNTH, run_cli
 
@@ -74,7 +74,8 @@ def test_log_without_a_terminal_has_one_line_per_epoch(trained: tuple[Path, Path
     # the run's output is not a terminal (a subprocess with pipes): no bar, one log line per
     # epoch with the validation mAP, in the run's train.log as on the console
     _, out, _ = trained
-    lines = [ln for ln in (out / "train.log").read_text().splitlines() if "vltr.progress" in ln]
+    lines = [ln for ln in (out / "train.log").read_text().splitlines()
+             if "vltr.training.progress" in ln]
     epochs = [re.search(r"epoch (\d+)/(\d+) \| ", ln) for ln in lines]
     assert [(int(m.group(1)), int(m.group(2))) for m in epochs if m] == [(k, 12)
                                                                          for k in range(1, 13)]
@@ -106,7 +107,7 @@ def test_load_model_is_weights_only(trained: tuple[Path, Path, dict], tmp_path: 
     import torch
 
     import vltr
-    from vltr.errors import StoreError
+    from vltr.utils.errors import StoreError
 
     _, _, metrics = trained
     ckpt = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vltr.conf import imbalance_ratio, run_group, run_tags
-from vltr.loggers import read_wandb_offline_run
+from vltr.training.loggers import read_wandb_offline_run
 
 from conftest import TINY_OVERRIDES, TINY_SYNTH, run_cli
 
@@ -129,7 +129,7 @@ def test_auto_mode_without_a_key_runs_offline(tmp_path: Path) -> None:
     # (W&B ignores WANDB_MODE set after its settings were loaded by the credentials check)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_SILENT="true", OMP_NUM_THREADS="1")
-    code = ("from vltr.loggers import wandb_logger, finish_wandb\n"
+    code = ("from vltr.training.loggers import wandb_logger, finish_wandb\n"
             f"lg = wandb_logger(project='t', save_dir={str(tmp_path)!r}, mode='auto')\n"
             "print(lg.experiment.settings.mode)\n"
             "finish_wandb()\n")

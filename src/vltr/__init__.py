@@ -11,7 +11,7 @@ __all__ = ["load_model"]
 def __getattr__(name: str) -> Any:
     # vltr.load_model without importing torch and Lightning on `import vltr`
     if name == "load_model":
-        from vltr.loading import load_model
+        from vltr.training.loading import load_model
 
         return load_model
     raise AttributeError(f"module 'vltr' has no attribute {name!r}")

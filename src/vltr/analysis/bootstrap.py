@@ -6,7 +6,8 @@ replicate draws N videos with replacement, both runs are scored on that draw, an
 matters: the test set's own difficulty moves both runs alike and cancels in the difference,
 which is why the paired interval is much narrower than two separate seeds' spreads suggest.
 
-AP per class is VideoLT's (tie-aware, as :func:`vltr.metrics.average_precision`), computed on a
+AP per class is VideoLT's (tie-aware, as :func:`vltr.evaluation.metrics.average_precision`),
+computed on a
 replicate through weights (how often each video was drawn) on one ranking per class made once:
 a replicate costs two ``bincount`` passes over each class's ranking down to its last positive,
 not a sort of the split. A class with no positive in a replicate is left out of that
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vltr.data.longtail import GROUP_NAMES
-from vltr.errors import StoreError
 from vltr.evaluation.predictions import Predictions
+from vltr.utils.errors import StoreError
 
 METRICS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail")
 

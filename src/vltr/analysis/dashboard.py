@@ -35,7 +35,7 @@ def _modules() -> tuple[Any, Any, Any]:
         import wandb_workspaces.workspaces as ws
         from wandb_workspaces import expr
     except ImportError as e:  # the optional dependency
-        from vltr.errors import ConfigError
+        from vltr.utils.errors import ConfigError
 
         raise ConfigError(
             f"the W&B workspace needs wandb-workspaces ({e}): pip install 'vltr[dashboard]'"

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vltr.cli import help_formatter, paragraphs
-from vltr.io import atomic_path
+from vltr.cli.common import help_formatter, paragraphs
+from vltr.utils.io import atomic_path
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from vltr.analysis.dataset import ClassDistribution
 from vltr.analysis.runs import RunResult, load_per_class
 from vltr.analysis.tables import method_table
 from vltr.data.longtail import GROUP_NAMES
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 GROUP_COLORS = {"head": "tab:blue", "medium": "tab:orange", "tail": "tab:red"}
 

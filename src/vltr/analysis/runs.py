@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from vltr.conf import imbalance_ratio, method_label
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 # strategies that are methods of their own (they set `method`): the row is named after them
 METHOD_STRATEGIES = ("framestack", "move")

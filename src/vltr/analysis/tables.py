@@ -21,12 +21,8 @@ from typing import Any
 
 from vltr.analysis.runs import RunResult
 from vltr.analysis.settings import IMBALANCE_KEYS, NOT_SETTINGS, distinguishing_settings
+from vltr.evaluation.tables import COLUMNS, format_value
 
-# (metrics.json key, column title): the papers' order
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"), ("mAP_tail", "Tail"),
-    ("acc1", "Acc@1"), ("acc5", "Acc@5"),
-)
 # what identifies a table row besides the method: shown only when it varies across the rows
 CONTEXT = ("aggregator", "features", "dataset", "imbalance_ratio")
 
@@ -121,11 +117,8 @@ def sweep_table(runs: Sequence[RunResult], metric: str = "mAP", split: str = "te
 def _fmt(value: Any, std: float | None = None) -> str:
     if value is None:
         return "failed"
-    if isinstance(value, float):
-        if math.isnan(value):  # e.g. tail mAP when no class has that few training videos
-            return "n/a"
-        text = f"{value:.3f}"
-        return f"{text} ± {std:.3f}" if std else text
+    if isinstance(value, float):  # n/a: e.g. tail mAP when no class has that few videos
+        return format_value(value, std or None, digits=3)
     return str(value)
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vltr.data.longtail import group_masks, imbalanced_subset
 from vltr.data.store import FeatureStore, all_finite
 from vltr.data.synthetic import SyntheticSpec, ensure_synthetic
-from vltr.errors import ConfigError, StoreError
+from vltr.utils.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ VideoLT's published test-time rule (``T_i < T`` repeats frames, ``T_i > T`` skip
 * **memory is flat in the number of videos**: one chunk of output videos plus a bounded window
   of videos being read; only the lists (ids and labels) are held for the whole release;
 * **the output is atomic**: a missing or malformed feature file raises a one-line
-  :class:`~vltr.errors.StoreError` naming the video and the path, and nothing is left at the
+  :class:`~vltr.utils.errors.StoreError` naming the video and the path, and nothing is left at the
   output path;
 * **reads run in parallel** on a thread pool (``workers``, default: all cores available to the
   process) with output order preserved. Threads, not processes: file reads and the frame
@@ -46,7 +46,7 @@ from rich import progress as rp
 from rich.console import Console
 
 from vltr.data.store import StoreWriter, all_finite
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class _Progress:
     line every 5 % (a log file gets them as they happen); a no-op when disabled."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:
-        from vltr.progress import PercentLines, is_interactive
+        from vltr.training.progress import PercentLines, is_interactive
 
         self._bar = None
         self._lines = None

@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 
 from vltr import __version__
-from vltr.errors import StoreError
+from vltr.utils.errors import StoreError
 
 log = logging.getLogger(__name__)
 

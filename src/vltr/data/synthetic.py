@@ -32,7 +32,7 @@ import numpy as np
 
 from vltr.data.longtail import exponential_profile
 from vltr.data.store import FeatureStore, StoreWriter
-from vltr.errors import ConfigError, StoreError
+from vltr.utils.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from vltr.data.longtail import group_masks
-from vltr.errors import StoreError
-from vltr.io import atomic_path
+from vltr.utils.errors import StoreError
+from vltr.utils.io import atomic_path
 
 FORMAT = 1
 
@@ -63,7 +63,7 @@ class Predictions:
     def metrics(self) -> dict[str, float]:
         """VideoLT's metrics of these predictions (as ``metrics.json`` holds them, up to the
         float16 rounding of the scores)."""
-        from vltr.metrics import summarize
+        from vltr.evaluation.metrics import summarize
 
         return summarize(self.scores.astype(np.float32), self.targets, self.groups)[0]
 

@@ -12,8 +12,8 @@ from its own videos, so one set of predictions is scored under several distribut
    ``resort`` via :func:`vltr.methods.medc.expert_distribution`), classes that are no test
    video's primary class are dropped and ``p`` is renormalised over the rest.
 3. ``size`` draws with replacement: a class from ``p``, then one of its videos uniformly.
-4. The drawn set is scored with :func:`vltr.metrics.summarize` (tie-aware AP, so duplicated
-   videos are counted consistently), leaving classes without a drawn positive out of the
+4. The drawn set is scored with :func:`vltr.evaluation.metrics.summarize` (tie-aware AP, so
+   duplicated videos are counted consistently), leaving classes without a drawn positive out of the
    means; repeated ``repeats`` times, reported as mean and sample std.
 
 Everything here is a pure function of numpy arrays and a seed: cheap to test, and the same on
@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vltr.errors import ConfigError
+from vltr.evaluation.metrics import summarize
 from vltr.methods.medc import expert_distribution
-from vltr.metrics import summarize
+from vltr.utils.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "longtailed", "inverse")
 # our names -> MEDC's expert names (the same three distributions)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.metrics import VideoLTMetrics
+from vltr.evaluation.metrics import VideoLTMetrics
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -28,7 +28,8 @@ HeadFactory = Callable[[int, int], nn.Module]
 
 class MethodSetup:
     """What every method is built from besides its own hyper-parameters, made by
-    :func:`vltr.builders.build_module` from the run's groups: the ``aggregator`` and ``head``
+    :func:`vltr.training.builders.build_module` from the run's groups: the ``aggregator`` and
+    ``head``
     (a factory ``(input_dim, num_classes) -> module``), the strategy's ``loss`` and
     ``batch_transform``, the schedule's ``optimizer`` and ``scheduler`` factories, and the
     training class counts with the group thresholds. A method's config then holds only its own

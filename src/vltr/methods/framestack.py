@@ -34,7 +34,8 @@ rAP (Algorithm 1's ``APCalculator``): every training step records the logits of 
 (dropout active, BatchNorm in batch-statistics mode) with the parameters of that step before the
 optimiser updates them: this is what VideoLT's ``dy_main.train`` records (``model(feature)``
 on the original features inside the training loop, ``model.train()``). After the epoch's last
-training batch, rAP_c = :func:`vltr.metrics.average_precision` (this project's tie-aware AP on
+training batch, rAP_c = :func:`vltr.evaluation.metrics.average_precision` (this project's
+tie-aware AP on
 logits; VideoLT ranks sigmoid outputs with torchnet's APMeter) of those predictions over the
 epoch's videos; the next epoch stacks with it. Epoch 0 uses rAP = 0 (every ``beta = 0.5``).
 It is computed at the last batch's end, before the epoch's validation and checkpoint, so a
@@ -74,8 +75,8 @@ import torch
 import torch.distributed as dist
 
 from vltr.data.datamodule import VideoBatch
+from vltr.evaluation.metrics import average_precision
 from vltr.methods.base import MethodSetup, VideoRecognitionModule
-from vltr.metrics import average_precision
 
 SAMPLINGS = ("even", "random")
 SAMPLE_RAPS = ("mean_positive", "mean_all")

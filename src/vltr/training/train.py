@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -20,29 +19,27 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vltr.builders import build_callbacks, build_datamodule, build_loggers, build_module
-from vltr.callbacks import PerClassAPWriter, RunConfigInCheckpoint
-from vltr.checkpoints import check_weights_fit, load_checkpoint
-from vltr.cli import find_user_error, format_table, hydra_errors, one_line, user_errors
 from vltr.conf import imbalance_ratio
-from vltr.config import require_values, validate_config
-from vltr.errors import ConfigError
-from vltr.hydra_callbacks import FAILED_JOB_FILE, sweep_failures
-from vltr.io import write_json_atomic
-from vltr.loggers import finish_wandb
-from vltr.progress import configure_progress
-from vltr.resume import RandomStateInCheckpoint, resolve_ckpt_path
-from vltr.stages import method_stages, run_stages
-from vltr.warnings_filter import quiet_known_warnings
+from vltr.evaluation.tables import format_table
+from vltr.training.builders import build_callbacks, build_datamodule, build_loggers, build_module
+from vltr.training.callbacks import PerClassAPWriter, RunConfigInCheckpoint
+from vltr.training.checkpoints import check_weights_fit, load_checkpoint
+from vltr.training.config import require_values, validate_config
+from vltr.training.loggers import finish_wandb
+from vltr.training.progress import configure_progress
+from vltr.training.resume import RandomStateInCheckpoint, resolve_ckpt_path
+from vltr.training.stages import method_stages, run_stages
+from vltr.utils.errors import ConfigError
+from vltr.utils.io import write_json_atomic
 
-log = logging.getLogger("vltr.train")
+log = logging.getLogger("vltr.training.train")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; return ``{"val": {...}, "test": {...}, "best_ckpt": path}``.
 
     A multi-stage method (``method.stages``, e.g. MEID) runs its stages in order
-    (:mod:`vltr.stages`) in ``<output>/stage<k>/``; the last stage's result is the run's.
+    (:mod:`vltr.training.stages`) in ``<output>/stage<k>/``; the last stage's result is the run's.
     """
     validate_config(cfg)
     require_values(cfg)
@@ -213,49 +210,3 @@ def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]
               f"{groups['head']}/{groups['medium']}/{groups['tail']} "
               f"(best checkpoint on {payload['selected_on']})\n{table}\n"
               f"outputs: {output_dir}", flush=True)
-
-
-# what a failed sweep member returns to a sweeper: the worst possible mAP, so an Optuna study
-# records the trial as bad instead of stopping
-FAILED_VALUE = 0.0
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    quiet_known_warnings()
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
-        with user_errors("vltr-train"):
-            result = train(cfg)
-    else:
-        # in a sweep, one failing job is logged (and recorded in its directory); the others go on
-        # and the sweep's end says how many failed (SweepFailures); a job run again in the same
-        # directory starts without the failure record of its earlier attempt
-        failed = Path(cfg.paths.output_dir) / FAILED_JOB_FILE
-        failed.unlink(missing_ok=True)
-        try:
-            result = train(cfg)
-        except Exception as e:
-            user = find_user_error(e)  # bad input: its one line; anything else: a traceback
-            reason = one_line(user or e)
-            log.error("job %s failed: %s", HydraConfig.get().job.num, reason,
-                      exc_info=user is None)
-            finish_wandb()
-            write_json_atomic(failed, {"error": f"{type(e).__name__}: {reason}",
-                                       "overrides": list(HydraConfig.get().overrides.task)})
-            return FAILED_VALUE
-    # the value Hydra sweepers (optuna) optimise: the monitored val metric of the best checkpoint
-    monitor = str(cfg.get("monitor", "val/mAP"))
-    return result["val"].get(monitor.split("/", 1)[-1])
-
-
-def main() -> None:
-    """``vltr-train``: one line and exit 2 for Hydra's own errors; exit 1 after a multirun in
-    which any job failed (every job runs; the failed ones are listed)."""
-    with hydra_errors("vltr-train"):
-        hydra_main()
-    if sweep_failures():
-        raise SystemExit(1)
-
-
-if __name__ == "__main__":
-    main()

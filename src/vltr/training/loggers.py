@@ -84,7 +84,7 @@ def wandb_logger(
         mode = "online" if wandb_has_credentials() else "offline"
     os.makedirs(save_dir, exist_ok=True)
     if mode != "disabled" and kwargs.get("id") is None and kwargs.get("version") is None:
-        from vltr.resume import wandb_run_id
+        from vltr.training.resume import wandb_run_id
 
         kwargs["id"] = wandb_run_id(save_dir)
         kwargs.setdefault("resume", "allow")

@@ -29,8 +29,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vltr.data.datamodule import VideoFeatureDataModule
-from vltr.errors import ConfigError, StoreError
 from vltr.evaluation.predictions import Predictions
+from vltr.utils.errors import ConfigError, StoreError
 
 
 @dataclass
@@ -103,8 +103,8 @@ def load_model(
     ``dataset``: overrides of the run's ``dataset`` config (default ``num_workers=0``, which
     suits notebooks); e.g. ``path="/new/place/videolt-resnet101.h5"``.
     """
-    from vltr.builders import build_datamodule, build_module
-    from vltr.config import validate_config
+    from vltr.training.builders import build_datamodule, build_module
+    from vltr.training.config import validate_config
 
     ckpt = read_checkpoint(ckpt_path, map_location)
     cfg = OmegaConf.create(ckpt["vltr"]["config"])

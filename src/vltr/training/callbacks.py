@@ -19,7 +19,7 @@ from vltr.data.datamodule import DatasetInfo
 from vltr.data.longtail import group_of_classes
 from vltr.evaluation.predictions import Predictions, save_predictions
 from vltr.evaluation.resample import resampled_metrics
-from vltr.io import atomic_path
+from vltr.utils.io import atomic_path
 
 
 class RunConfigInCheckpoint(L.Callback):

@@ -17,9 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vltr.errors import ConfigError
+from vltr.utils.errors import ConfigError
 
-log = logging.getLogger("vltr.stages")
+log = logging.getLogger("vltr.training.stages")
 
 # (stage config, stage output dir, initial weights or None) -> {"val", "test", "best_ckpt", ...}
 StageRunner = Callable[[DictConfig, Path, "str | None"], dict[str, Any]]

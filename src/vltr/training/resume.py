@@ -28,8 +28,8 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
-from vltr.errors import StoreError
-from vltr.io import write_text_atomic
+from vltr.utils.errors import StoreError
+from vltr.utils.io import write_text_atomic
 
 LAST = "last"
 WANDB_RUN_ID_FILE = "wandb_run_id"

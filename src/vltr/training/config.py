@@ -24,7 +24,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vltr.errors import ConfigError
+from vltr.utils.errors import ConfigError
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # a method's config keys that describe its procedure, not constructor arguments (MEID's stages)
@@ -104,7 +104,7 @@ class EvalOptionsSchema:
     resample_size: int | None = None
     seed: int = 0
     # packages (e.g. "mypkg.") whose classes a checkpoint's stored config may instantiate,
-    # besides vltr, torch and Lightning (vltr.checkpoints.check_allowed_targets)
+    # besides vltr, torch and Lightning (vltr.training.checkpoints.check_allowed_targets)
     allowed_targets: list[str] = field(default_factory=list)
 
 

@@ -27,7 +27,7 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress import ProgressBar
 
-log = logging.getLogger("vltr.progress")
+log = logging.getLogger("vltr.training.progress")
 
 # (logged key, short name) shown by the bar and the log lines, in this order
 SHOWN = (("train/loss", "train/loss"), ("val/mAP", "val/mAP"), ("val/mAP_tail", "val/mAP_tail"))

@@ -7,12 +7,11 @@ import contextlib
 import difflib
 import errno
 import logging
-import math
 import os
 import re
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -22,7 +21,7 @@ from hydra.errors import (
 )
 from omegaconf.errors import OmegaConfBaseException
 
-from vltr.errors import VltrError
+from vltr.utils.errors import VltrError
 
 log = logging.getLogger("vltr")
 
@@ -145,20 +144,3 @@ def hydra_message(e: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException):
         text += " (" + " ".join(str(cause).splitlines()[0].split()) + ")"
     return text
-
-
-COLUMNS = (("mAP", "mAP"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),
-           ("mAP_tail", "Tail"), ("acc1", "Acc@1"), ("acc5", "Acc@5"))
-
-
-def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
-    """The papers' layout: one row per split (or method), overall / head / medium / tail / acc."""
-    header = f"| {'':<6} | " + " | ".join(f"{title:>7}" for _, title in COLUMNS) + " |"
-    lines = [header, "|" + "|".join(["-" * 8] + ["-" * 9] * len(COLUMNS)) + "|"]
-    for name, metrics in rows.items():
-        cells = []
-        for key, _ in COLUMNS:
-            value = metrics.get(key, float("nan"))
-            cells.append(f"{value:7.4f}" if not math.isnan(value) else f"{'n/a':>7}")
-        lines.append(f"| {name:<6} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -9,10 +9,10 @@ import lightning as L
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, open_dict
 
-from vltr.config import METHOD_ONLY_KEYS
 from vltr.data.datamodule import DatasetInfo, VideoFeatureDataModule
-from vltr.errors import ConfigError
 from vltr.methods.base import MethodSetup
+from vltr.training.config import METHOD_ONLY_KEYS
+from vltr.utils.errors import ConfigError
 
 
 def build_datamodule(cfg: DictConfig) -> VideoFeatureDataModule:

@@ -6,7 +6,7 @@ checkpoint vltr reads (``vltr-eval ckpt_path=``, ``vltr-train init_ckpt=`` and `
 to resume) goes through :func:`load_checkpoint`, i.e. torch's weights-only unpickler (tensors,
 numbers, strings, lists, dicts), and Lightning is passed ``weights_only=True`` when it reads the
 file again. Everything vltr writes into a checkpoint (the resolved run config, the
-random-generator states of :mod:`vltr.resume`) is made of those types.
+random-generator states of :mod:`vltr.training.resume`) is made of those types.
 
 The run config stored in a checkpoint is data from a file, not the user's command line:
 :func:`stored_run_config` keeps only the nodes ``vltr-eval`` builds from, refuses
@@ -28,7 +28,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vltr.errors import CheckpointError, ConfigError
+from vltr.utils.errors import CheckpointError, ConfigError
 
 # the nodes of a stored run config that vltr-eval builds objects from (plus plain values)
 EVAL_NODES = ("dataset", "features", "aggregator", "strategy", "method")
@@ -226,7 +226,7 @@ def stored_run_config(
 ) -> DictConfig:
     """The run config stored in a vltr checkpoint, reduced to what evaluation builds and
     checked like a command line (keys, types, ranges) with targets from the allow-list."""
-    from vltr.config import validate_config
+    from vltr.training.config import validate_config
 
     stored = ckpt.get("vltr")
     if not isinstance(stored, Mapping) or not isinstance(stored.get("config"), Mapping):

@@ -19,26 +19,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from vltr.builders import build_datamodule, build_module
-from vltr.callbacks import PerClassAPWriter, ResampledTestMetrics
-from vltr.checkpoints import check_weights_fit, load_checkpoint, stored_run_config
-from vltr.cli import format_table, hydra_errors, user_errors
-from vltr.config import EvalSchema, require_values, validate_config
-from vltr.errors import ConfigError
 from vltr.evaluation.resample import parse_distributions
-from vltr.io import write_json_atomic
-from vltr.warnings_filter import quiet_known_warnings
+from vltr.evaluation.tables import format_table
+from vltr.training.builders import build_datamodule, build_module
+from vltr.training.callbacks import PerClassAPWriter, ResampledTestMetrics
+from vltr.training.checkpoints import check_weights_fit, load_checkpoint, stored_run_config
+from vltr.training.config import EvalSchema, require_values, validate_config
+from vltr.utils.errors import ConfigError
+from vltr.utils.io import write_json_atomic
 
-log = logging.getLogger("vltr.evaluate")
+log = logging.getLogger("vltr.training.evaluate")
 
 
 def load_run_config(ckpt_path: str | Path, allowed_targets: Sequence[str] = ()) -> DictConfig:
     """The run config stored in a vltr checkpoint, read weights-only and checked
-    (:func:`vltr.checkpoints.stored_run_config`)."""
+    (:func:`vltr.training.checkpoints.stored_run_config`)."""
     return stored_run_config(load_checkpoint(ckpt_path, "ckpt_path"), ckpt_path,
                              allowed_targets)
 
@@ -147,20 +145,3 @@ def _resampled_results(out: list[dict[str, Any]], names: list[str]) -> dict[str,
                 name, metric = key[len(prefix):].split("/", 1)
                 found.setdefault(name, {})[metric] = float(value)
     return {name: found[name] for name in names if name in found}
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def hydra_main(cfg: DictConfig) -> None:
-    quiet_known_warnings()
-    with user_errors("vltr-eval"):
-        evaluate(cfg)
-
-
-def main() -> None:
-    """``vltr-eval``: Hydra's own errors (a mistyped override, an unknown option) in one line."""
-    with hydra_errors("vltr-eval"):
-        hydra_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""The console entry points: vltr-train, vltr-eval, vltr-data, vltr-report."""

@@ -1,0 +1,1 @@
+"""Small shared pieces with no vltr dependencies: errors, atomic writes, warnings."""
