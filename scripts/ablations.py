@@ -267,8 +267,10 @@ def main() -> int:
         # a run's directory is named by its overrides, so any selection of tables finds it
         digest = hashlib.sha1("\n".join(same).encode()).hexdigest()[:8]
         slug = "".join(c if c.isalnum() or c in "-=." else "_" for c in row.name)
+        earlier = sorted(runs_dir.glob(f"*-{digest}"))
+        run_dir = earlier[0] if earlier else runs_dir / f"{slug}-{digest}"
         for seed in range(args.seeds):
-            out = runs_dir / f"{slug}-{digest}" / f"seed{seed}"
+            out = run_dir / f"seed{seed}"
             if (out / "metrics.json").is_file():
                 runs[same].append(json.loads((out / "metrics.json").read_text())["test"])
                 done += 1
