@@ -10,7 +10,8 @@ from collections.abc import Callable
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
-from vltr.training.progress import MetricsProgressBar, PercentLines, ProgressLog, configure_progress
+from vltr.training.progress import MetricsProgressBar, ProgressLog, configure_progress
+from vltr.utils.progress import PercentLines
 
 from conftest import train_tiny
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vltr.cli.common import help_formatter, paragraphs
+from vltr.utils.help import help_formatter, paragraphs
 from vltr.utils.io import atomic_path
 
 

@@ -1,8 +1,7 @@
-"""Shared pieces of the console entry points: one-line user errors, the results table."""
+"""Shared pieces of the console entry points: one-line user errors, Hydra's errors in one line."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import difflib
 import errno
@@ -10,7 +9,6 @@ import logging
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Iterator
 
 from hydra.errors import (
@@ -24,23 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 from vltr.utils.errors import VltrError
 
 log = logging.getLogger("vltr")
-
-
-def help_formatter() -> type[argparse.HelpFormatter]:
-    """The ``--help`` formatter of vltr's argparse commands: rich-argparse's (colours on a
-    terminal, plain text otherwise), keeping the line breaks of descriptions and example
-    epilogs."""
-    try:
-        from rich_argparse import RawDescriptionRichHelpFormatter
-    except ImportError:  # an install without it still gets readable help
-        return argparse.RawDescriptionHelpFormatter
-    return RawDescriptionRichHelpFormatter
-
-
-def paragraphs(*texts: str, width: int = 88) -> str:
-    """Help text: each argument a paragraph, wrapped to ``width`` (descriptions are printed
-    as written by :func:`help_formatter`, which keeps example epilogs' layout)."""
-    return "\n\n".join(textwrap.fill(" ".join(t.split()), width) for t in texts)
 
 
 def find_user_error(e: BaseException) -> VltrError | None:

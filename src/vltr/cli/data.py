@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vltr.cli.common import help_formatter, paragraphs
 from vltr.data import importers
 from vltr.data.longtail import group_masks, imbalance_ratio
 from vltr.data.store import FeatureStore, validate_store
 from vltr.data.synthetic import SyntheticSpec, generate
 from vltr.utils.errors import VltrError
+from vltr.utils.help import help_formatter, paragraphs
 
 PROG = "vltr-data"
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from vltr.analysis.runs import RunResult, find_run_dirs, load_runs, predictions_path
 from vltr.analysis.settings import distinguishing_settings
 from vltr.analysis.tables import method_table, sweep_table, table_warnings, to_csv, to_markdown
-from vltr.cli.common import help_formatter, paragraphs, user_errors
+from vltr.cli.common import user_errors
 from vltr.utils.errors import ConfigError, StoreError
+from vltr.utils.help import help_formatter, paragraphs
 from vltr.utils.io import write_text_atomic
 
 PROG = "vltr-report"
@@ -110,7 +111,7 @@ def compare_runs(
     """``(markdown, csv)``: the paired bootstrap of B - A (:mod:`vltr.analysis.bootstrap`)."""
     from vltr.analysis.bootstrap import paired_bootstrap
     from vltr.evaluation.predictions import load_predictions
-    from vltr.training.progress import PercentLines
+    from vltr.utils.progress import PercentLines
 
     sides = [_side(a_paths, "A"), _side(b_paths, "B")]
     preds = [[load_predictions(predictions_path(r, split)) for r in side] for side in sides]

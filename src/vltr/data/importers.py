@@ -325,7 +325,7 @@ class _Progress:
     line every 5 % (a log file gets them as they happen); a no-op when disabled."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:
-        from vltr.training.progress import PercentLines, is_interactive
+        from vltr.utils.progress import PercentLines, is_interactive
 
         self._bar = None
         self._lines = None
