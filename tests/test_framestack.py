@@ -17,22 +17,24 @@ from omegaconf import DictConfig
 
 from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule
 from vltr.evaluation.metrics import average_precision
-from vltr.methods.base import MethodSetup
-from vltr.methods.framestack import (
-    FrameStackModule,
-    frame_stack,
-    gather_rows,
+from vltr.evaluation.running_ap import (
     pack_records,
-    plan_stack,
     rap_from_records,
     record_width,
+    unpack_records,
+)
+from vltr.methods.base import MethodSetup
+from vltr.methods.framestack import FrameStackModule
+from vltr.models.aggregators import NonLinearFrameAggregator
+from vltr.strategies.framestack import (
+    frame_stack,
+    plan_stack,
     sample_rap,
     select_frames,
     stack_ratio,
-    unpack_records,
 )
-from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.strategies.losses import FocalLoss
+from vltr.utils.distributed import gather_rows
 
 from conftest import TINY_OVERRIDES, make_store
 

@@ -5,7 +5,8 @@ and concatenated along time, taking *fewer* frames from the video whose classes 
 already handles well, as measured by a running AP (rAP) per class on the training set.
 
 Per training step (:meth:`FrameStackModule.transform_batch`, on frame features before any
-aggregator, so it works with every aggregator):
+aggregator, so it works with every aggregator; the stacking itself is
+:mod:`vltr.strategies.framestack`, the compact records and rAP :mod:`vltr.evaluation.running_ap`):
 
 1. ``k = floor(eta * B)`` rows of the batch are chosen at random (a random permutation's first
    ``k``); the other ``B - k`` rows pass unchanged. Each chosen row ``i`` gets a partner ``j``
@@ -66,246 +67,25 @@ with the identical vector.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from vltr.data.datamodule import VideoBatch
-from vltr.evaluation.metrics import average_precision
+from vltr.evaluation.running_ap import pack_records, rap_from_records, record_width
 from vltr.methods.base import MethodSetup, VideoRecognitionModule
-
-SAMPLINGS = ("even", "random")
-SAMPLE_RAPS = ("mean_positive", "mean_all")
-_AP_BLOCK = 128  # classes per AP block (a multiple of 8: blocks start on whole label bytes)
-_CHUNK_BYTES = 32 * 2**20  # bytes per rank per gather message
-_F16_MAX = 65504.0
-
-
-# -- mixing ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StackPlan:
-    """Which rows are stacked, with whom, and how: all ``[k]`` tensors."""
-
-    rows: torch.Tensor  # long: batch rows replaced by a stacked sample (V_i)
-    partners: torch.Tensor  # long: their partners (V_j), a permutation of ``rows``
-    beta: torch.Tensor  # float64: eq. (1)
-    frames_i: torch.Tensor  # long: L_i = floor((1 - beta) L); L_j = L - L_i
+from vltr.strategies.framestack import (
+    SAMPLE_RAPS,
+    SAMPLINGS,
+    StackPlan,
+    frame_stack,
+    plan_stack,
+)
+from vltr.utils.distributed import gather_rows
 
 
-def sample_rap(targets: torch.Tensor, rap: torch.Tensor, reduction: str = "mean_positive"
-               ) -> torch.Tensor:
-    """Per-sample rAP ``[B]`` (float64) from multi-hot ``targets [B, C]`` and ``rap [C]``."""
-    pos = (targets > 0.5).double()
-    total = pos @ rap.to(device=pos.device, dtype=torch.float64)
-    if reduction == "mean_positive":
-        return total / pos.sum(dim=1).clamp_min(1.0)
-    if reduction == "mean_all":
-        return total / targets.shape[1]
-    raise ValueError(f"sample_rap must be one of {SAMPLE_RAPS}, got {reduction!r}")
-
-
-def stack_ratio(rap_i: torch.Tensor, rap_j: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Eq. (1): ``beta = rap_i / (rap_i + rap_j)``; 0.5 where ``rap_i + rap_j < eps``."""
-    total = rap_i.double() + rap_j.double()
-    beta = rap_i.double() / total.clamp_min(torch.finfo(torch.float64).tiny)
-    return torch.where(total < eps, torch.full_like(beta, 0.5), beta)
-
-
-def plan_stack(
-    targets: torch.Tensor,
-    rap: torch.Tensor,
-    eta: float,
-    clip_length: int,
-    eps: float = 1e-5,
-    reduction: str = "mean_positive",
-    fixed_beta: float | None = None,
-) -> StackPlan:
-    """Draw the rows to stack (``floor(eta B)``), their partners, ``beta`` and ``L_i``.
-
-    ``fixed_beta``: every pair stacked with this ``beta`` instead of eq. (1)'s rAP ratio (the
-    ablation "rAP-adaptive vs fixed beta").
-    """
-    batch = targets.shape[0]
-    k = math.floor(eta * batch + 1e-9)  # slack: 0.29 * 100 is 28.999...
-    device = targets.device
-    rows = torch.randperm(batch, device=device)[:k]
-    partners = rows[torch.randperm(k, device=device)]
-    if fixed_beta is None:
-        r = sample_rap(targets, rap, reduction)
-        beta = stack_ratio(r[rows], r[partners], eps)
-    else:
-        beta = torch.full((k,), float(fixed_beta), dtype=torch.float64, device=device)
-    # floor((1 - beta) L), with slack so that an exact product is not floored one below
-    frames_i = torch.floor((1.0 - beta) * clip_length + 1e-9).long().clamp(0, clip_length)
-    return StackPlan(rows=rows, partners=partners, beta=beta, frames_i=frames_i)
-
-
-def select_frames(counts: torch.Tensor, num_frames: int, sampling: str = "even"
-                  ) -> torch.Tensor:
-    """``[k, T]`` frame indices; row ``r``'s first ``counts[r]`` are its picks, increasing.
-
-    ``even``: ``linspace(0, T - 1, n)`` truncated to integers, what VideoLT's code does (it
-    indexes the clip with numpy's float ``linspace``, which torch truncates): computed as numpy
-    does (``i * (T - 1) / (n - 1)``, the last one exactly ``T - 1``), so every pick equals the
-    released code's; strictly increasing for ``n <= T``. ``random``: ``n`` distinct frames
-    uniformly at random, sorted. Entries past ``n`` are filler.
-    """
-    k, t = counts.shape[0], num_frames
-    device = counts.device
-    pos = torch.arange(t, device=device)
-    if sampling == "even":
-        n = counts.unsqueeze(1)
-        div = (n - 1).clamp_min(1).double()
-        step = torch.full_like(div, t - 1) / div  # tensor / tensor: numpy's rounding exactly
-        frames = (pos.double().unsqueeze(0) * step).long()  # truncation, as torch indexing
-        endpoint = (pos.unsqueeze(0) == n - 1) & (n > 1)  # numpy sets its last point exactly
-        frames = torch.where(endpoint, t - 1, frames)
-        return frames.clamp_(0, t - 1)
-    if sampling == "random":
-        rank = torch.rand(k, t, device=device).argsort(dim=1).argsort(dim=1)
-        chosen = rank < counts.unsqueeze(1)
-        # chosen frames first, each group in temporal order
-        key = torch.where(chosen, pos, pos + t)
-        return key.argsort(dim=1)
-    raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-
-
-def frame_stack(
-    features: torch.Tensor, targets: torch.Tensor, plan: StackPlan, sampling: str = "even"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eqs. (2)-(4) for the planned rows; other rows are returned unchanged.
-
-    ``features [B, L, D]`` (any dtype: frames are copied, not combined), ``targets [B, C]``.
-    """
-    k = plan.rows.shape[0]
-    if k == 0:
-        return features, targets
-    length = features.shape[1]
-    n_i = plan.frames_i.to(features.device)
-    n_j = length - n_i
-    idx_i = select_frames(n_i, length, sampling)
-    idx_j = select_frames(n_j, length, sampling)
-    pos = torch.arange(length, device=features.device).unsqueeze(0).expand(k, length)
-    from_i = pos < n_i.unsqueeze(1)
-    frame = torch.where(from_i, idx_i, idx_j.gather(1, (pos - n_i.unsqueeze(1)).clamp_min(0)))
-    source = torch.where(from_i, plan.rows.unsqueeze(1), plan.partners.unsqueeze(1))
-    stacked = features[source, frame]  # [k, L, D]: concat[V^_i ; V^_j]
-    out = features.clone()
-    out[plan.rows] = stacked
-    beta = plan.beta.to(targets.dtype).unsqueeze(1)
-    mixed = (1 - beta) * targets[plan.rows] + beta * targets[plan.partners]
-    y = targets.clone()
-    y[plan.rows] = mixed
-    return out, y
-
-
-# -- compact per-video records and rAP -----------------------------------------------------------
-def record_width(num_classes: int) -> int:
-    """Bytes per recorded video: float16 logits, bit-packed labels, int64 index."""
-    return 2 * num_classes + (num_classes + 7) // 8 + 8
-
-
-def pack_records(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor
-                 ) -> torch.Tensor:
-    """``[B, record_width(C)]`` uint8 rows: ``logits`` as float16 (clamped to its finite range),
-    ``targets > 0.5`` packed 8 classes a byte (little bit order), ``index`` as int64."""
-    b, c = logits.shape
-    scores = logits.detach().float().clamp(-_F16_MAX, _F16_MAX).half().contiguous()
-    bits = (targets.detach() > 0.5).to(torch.uint8)
-    pad = (-c) % 8
-    if pad:
-        bits = torch.cat([bits, bits.new_zeros(b, pad)], dim=1)
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=bits.device)
-    packed = (bits.view(b, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
-    idx = index.detach().long().reshape(b, 1).contiguous()
-    return torch.cat([scores.view(torch.uint8), packed, idx.view(torch.uint8)], dim=1)
-
-
-def unpack_records(rows: np.ndarray, num_classes: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`pack_records`: ``(float16 scores [N, C], bool targets [N, C],
-    int64 index [N])``."""
-    c = num_classes
-    scores = np.ascontiguousarray(rows[:, : 2 * c]).view(np.float16)
-    nbytes = (c + 7) // 8
-    targets = np.unpackbits(rows[:, 2 * c : 2 * c + nbytes], axis=1, count=c,
-                            bitorder="little").astype(bool)
-    index = np.ascontiguousarray(rows[:, 2 * c + nbytes :]).view(np.int64)[:, 0]
-    return scores, targets, index
-
-
-def rap_from_records(chunks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
-    """Per-class AP ``[C]`` (float64) of the recorded rows (a list of ``[n, W]`` uint8 arrays).
-
-    Each video counts once: rows repeating an earlier row's index are dropped (first occurrence
-    in list order kept). Equals ``average_precision(scores.astype(float32), targets)`` on the
-    kept rows; computed ``_AP_BLOCK`` classes at a time, so float32 exists for one block only.
-    """
-    c = num_classes
-    chunks = [ch for ch in chunks if len(ch)]
-    ap = np.zeros(c, dtype=np.float64)
-    if not chunks:
-        return ap
-    nbytes = (c + 7) // 8
-    index = np.concatenate([np.ascontiguousarray(ch[:, 2 * c + nbytes :]).view(np.int64)[:, 0]
-                            for ch in chunks])
-    _, first = np.unique(index, return_index=True)
-    keep = None if len(first) == len(index) else np.sort(first)
-    for lo in range(0, c, _AP_BLOCK):
-        hi = min(lo + _AP_BLOCK, c)
-        scores = np.concatenate([np.ascontiguousarray(ch[:, 2 * lo : 2 * hi]).view(np.float16)
-                                 for ch in chunks])
-        b0, b1 = 2 * c + lo // 8, 2 * c + (hi + 7) // 8
-        labels = np.concatenate([np.unpackbits(ch[:, b0:b1], axis=1, count=hi - lo,
-                                               bitorder="little") for ch in chunks])
-        if keep is not None:
-            scores, labels = scores[keep], labels[keep]
-        ap[lo:hi] = average_precision(scores.astype(np.float32), labels.astype(np.float32))
-    return ap
-
-
-def gather_rows(local: torch.Tensor, dst: int = 0, chunk_rows: int | None = None
-                ) -> list[np.ndarray] | None:
-    """Collect every rank's ``[n_r, W]`` uint8 rows on ``dst``; ``n_r`` may differ by rank.
-
-    Returns the rows as numpy arrays in rank order on ``dst``, ``None`` on other ranks. Sent in
-    messages of ``chunk_rows`` rows (default: about 32 MB), padded to a common length and
-    trimmed on arrival, so device memory stays bounded. NCCL needs CUDA tensors; other backends
-    (gloo) send from the CPU.
-    """
-    world, rank = dist.get_world_size(), dist.get_rank()
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
-    width = local.shape[1]
-    size = torch.tensor([local.shape[0]], dtype=torch.long, device=device)
-    sizes_t = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes_t, size)
-    sizes = [int(s.item()) for s in sizes_t]
-    chunk = chunk_rows or max(1, _CHUNK_BYTES // max(width, 1))
-    per_rank: list[list[np.ndarray]] = [[] for _ in range(world)]
-    for start in range(0, max(sizes), chunk):
-        m = min(chunk, max(sizes) - start)
-        send = torch.zeros(m, width, dtype=torch.uint8, device=device)
-        part = local[start : start + m]
-        send[: len(part)] = part.to(device)
-        recv = ([torch.empty(m, width, dtype=torch.uint8, device=device) for _ in range(world)]
-                if rank == dst else None)
-        dist.gather(send, recv, dst=dst)
-        if recv is not None:
-            for r in range(world):
-                valid = min(max(sizes[r] - start, 0), m)
-                if valid:
-                    per_rank[r].append(recv[r][:valid].cpu().numpy())
-    if rank != dst:
-        return None
-    return [arr for rows in per_rank for arr in rows]
-
-
-# -- the method ---------------------------------------------------------------------------------
 class FrameStackModule(VideoRecognitionModule):
     """The shared module trained with FrameStack (see the module docstring for every choice).
 
