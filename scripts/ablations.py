@@ -266,7 +266,7 @@ def main() -> int:
             continue
         # a run's directory is named by its overrides, so any selection of tables finds it
         digest = hashlib.sha1("\n".join(same).encode()).hexdigest()[:8]
-        slug = "".join(c if c.isalnum() or c in "-=." else "_" for c in row.name)
+        slug = "".join(c if c.isalnum() or c in "-." else "_" for c in row.name)
         earlier = sorted(runs_dir.glob(f"*-{digest}"))
         run_dir = earlier[0] if earlier else runs_dir / f"{slug}-{digest}"
         for seed in range(args.seeds):
