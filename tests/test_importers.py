@@ -373,7 +373,7 @@ def test_synthetic_store_imbalance_ratio(tiny_store: Path) -> None:
 
 def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from vltr.cli.data import training_store
+    from vltr.training.stores import training_store
 
     videolt_release(tmp_path)
     stores = tmp_path / "stores"

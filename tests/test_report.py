@@ -21,9 +21,9 @@ from vltr.analysis import (
     to_csv,
     to_markdown,
 )
+from vltr.analysis.report import build_report
 from vltr.analysis.runs import latest_sweep
 from vltr.analysis.tables import table_warnings
-from vltr.cli.report import build_report
 from vltr.utils.errors import StoreError
 
 from conftest import run_cli

@@ -4,6 +4,7 @@
 * :mod:`vltr.analysis.runs`: find and load runs and sweeps;
 * :mod:`vltr.analysis.tables`: the papers' method table and the imbalance-ratio x method table,
   as Markdown or CSV;
+* :mod:`vltr.analysis.report`: ``vltr-report``'s table report and its paired comparison;
 * :mod:`vltr.analysis.dataset`: a store's class distribution;
 * :mod:`vltr.analysis.plots`: the notebooks' figures (matplotlib, imported on first use).
 """

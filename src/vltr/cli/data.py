@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import re
-import shlex
 import signal
 import sys
 import threading
@@ -31,6 +28,7 @@ from vltr.data import importers
 from vltr.data.longtail import group_masks, imbalance_ratio
 from vltr.data.store import FeatureStore, validate_store
 from vltr.data.synthetic import SyntheticSpec, generate
+from vltr.training.stores import import_destination, train_command
 from vltr.utils.errors import VltrError
 from vltr.utils.help import help_formatter, paragraphs
 
@@ -59,9 +57,6 @@ SYNTH_HELP = {
     "dtype": "feature dtype in the store",
     "seed": "generator seed",
 }
-# the importers whose store a dataset config reads: release -> dataset config (charades: the
-# --dataset flag's value)
-TRAINING_DATASETS = {"videolt": "videolt", "minikinetics200": "minikinetics200"}
 
 
 def _parser(sub: argparse._SubParsersAction, name: str, help: str, description: Sequence[str],
@@ -163,24 +158,6 @@ def _import_common(out_required: bool = False) -> argparse.ArgumentParser:
     return p
 
 
-def _lists_from(args: argparse.Namespace, names: dict[str, Sequence[str]]) -> dict[str, Path]:
-    """Explicit --X-list flags win; otherwise the first existing name in --lists DIR."""
-    out: dict[str, Path] = {}
-    for key, candidates in names.items():
-        explicit = getattr(args, f"{key}_list")
-        if explicit is not None:
-            out[key] = Path(explicit)
-            continue
-        if args.lists is None:
-            raise VltrError(f"give --lists DIR or --{key}-list FILE")
-        found = [Path(args.lists) / c for c in candidates if (Path(args.lists) / c).is_file()]
-        if not found:
-            raise VltrError(f"{args.lists}: no {' or '.join(candidates)} "
-                            f"(or give --{key}-list FILE)")
-        out[key] = found[0]
-    return out
-
-
 def _import_parsers(sub: argparse._SubParsersAction) -> None:
     common, common_out = _import_common(), _import_common(out_required=True)
     imp = _parser(sub, "import", "convert a public feature release into a store",
@@ -198,219 +175,20 @@ def _import_parsers(sub: argparse._SubParsersAction) -> None:
                    "--test te.lst --out my.h5",
                    "vltr-data import videolt --help      the flags of one release"])
     kinds = imp.add_subparsers(dest="release", required=True, metavar="RELEASE")
-
-    p = _parser(kinds, "videolt", "the VideoLT release (1,004 classes)",
-                ["VideoLT: FEATURES/{vid}.npy [T_i, 2048]; LISTS/ holds train.lst, "
-                 "validate.lst, test.lst and count-labels-train.lst. Splits: train / val = "
-                 "validate.lst / test.",
-                 "Without --out the store goes where vltr-train dataset=videolt "
-                 "features=<backbone> reads it: $VLTR_VIDEOLT_DIR/videolt-<backbone>.h5, else "
-                 "data/videolt/videolt-<backbone>.h5 under $VLTR_ROOT or this directory."],
-                ["vltr-data import videolt --features /data/VideoLT/ResNet101-feature "
-                 "--lists /data/VideoLT/labels --backbone resnet101",
-                 "VLTR_VIDEOLT_DIR=/scratch/stores vltr-data import videolt --features F "
-                 "--lists L --backbone tsm_r50",
-                 "vltr-data import videolt --features F --lists L --backbone resnet50 "
-                 "--out /tmp/videolt-resnet50.h5"],
-                parents=[common])
-    p.add_argument("--features", required=True, help="folder of {vid}.npy")
-    p.add_argument("--lists", required=True, help="the release's labels/ folder")
-    p.add_argument("--frames", type=int, default=150, help="frames per video (default: 150)")
-
-    p = _parser(kinds, "minikinetics200",
-                "Imbalanced-MiniKinetics200 (MOVE; imbalance applied at load time)",
-                ["Imbalanced-MiniKinetics200: all train clips (minus a per-class val "
-                 "hold-out) and the balanced val list as test. The imbalance ratio is applied "
-                 "at load time (dataset.imbalance_ratio).",
-                 "Without --out the store goes where vltr-train dataset=minikinetics200 "
-                 "features=<backbone> reads it ($VLTR_MINIKINETICS_DIR, else "
-                 "data/minikinetics200/)."],
-                ["vltr-data import minikinetics200 --features feats --lists data "
-                 "--backbone resnet50",
-                 "vltr-data import minikinetics200 --features feats --train-list train.lst "
-                 "--test-list val.lst --class-names classes.txt --out mk200.h5"],
-                parents=[common])
-    p.add_argument("--features", required=True,
-                   help="folder with train/ and val/ of {ytid_start_end}.npy, or one flat folder")
-    p.add_argument("--lists", help="folder with train.lst and val.lst (the release's data/)")
-    p.add_argument("--train-list", help="train list (lines 'ytid_start_end classidx')")
-    p.add_argument("--test-list", help="the release's balanced val list, used as TEST")
-    p.add_argument("--val-per-class", type=int, default=10,
-                   help="last N train clips of each class (list order) held out as val "
-                   "(default: 10)")
-    p.add_argument("--class-names", help="one class name per line, in class-index order")
-    p.add_argument("--num-classes", type=int, default=200,
-                   help="number of classes (default: 200)")
-    p.add_argument("--frames", type=int, default=150, help="frames per video (default: 150)")
-
-    p = _parser(kinds, "charades", "CharadesLT / CharadesEgoLT (MEID; 157 classes, 200 frames)",
-                ["CharadesLT / CharadesEgoLT: FEATURES/{vid}.npy [T_i, D]; lists "
-                 "'vid l1,l2,...' for train, val and test.",
-                 "Without --out the store goes where vltr-train dataset=<--dataset> "
-                 "features=<backbone> reads it."],
-                ["vltr-data import charades --features feats --lists lists --backbone "
-                 "resnet101",
-                 "vltr-data import charades --dataset charadesegolt --features feats "
-                 "--lists lists --class-names Charades_v1_classes.txt --backbone resnet101"],
-                parents=[common])
-    p.add_argument("--dataset", choices=list(importers.CHARADES_VARIANTS), default="charadeslt",
-                   help="which benchmark (stored as the source; default: charadeslt)")
-    p.add_argument("--features", required=True, help="folder of {vid}.npy")
-    p.add_argument("--lists", help="folder with train.lst, val.lst (or validate.lst), test.lst")
-    p.add_argument("--train-list", help="train list file (instead of --lists)")
-    p.add_argument("--val-list", help="validation list file (instead of --lists)")
-    p.add_argument("--test-list", help="test list file (instead of --lists)")
-    p.add_argument("--class-names", help="one class name per line, in class-index order "
-                   "(e.g. Charades_v1_classes.txt)")
-    p.add_argument("--num-classes", type=int, default=157,
-                   help="number of classes (default: 157)")
-    p.add_argument("--frames", type=int, default=200, help="frames per video (default: 200)")
-
-    p = _parser(kinds, "generic", "any folder of {vid}.npy/.pt arrays [T_i, D] + list files",
-                ["Any folder of per-video {vid}.npy or {vid}.pt arrays [T_i, D] and one list "
-                 "file per split, lines 'vid l1,l2,...'. Train on the store with vltr-train "
-                 "dataset=store dataset.path=FILE.h5 (the command is printed)."],
-                ["vltr-data import generic --features feats --train train.lst --val val.lst "
-                 "--test test.lst --out mine.h5",
-                 "vltr-data import generic --features feats --train tr.lst --val va.lst "
-                 "--test te.lst --class-names names.txt --frames 64 --out mine.h5"],
-                parents=[common_out])
-    p.add_argument("--features", required=True, help="folder of {vid}.npy or {vid}.pt")
-    p.add_argument("--train", required=True, help="train list file")
-    p.add_argument("--val", required=True, help="validation list file")
-    p.add_argument("--test", required=True, help="test list file")
-    p.add_argument("--frames", type=int, default=150, help="frames per video (default: 150)")
-    p.add_argument("--class-names", help="one class name per line, in class-index order")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="number of classes (default: from --class-names, else max label + 1)")
-    p.add_argument("--source", default="generic-import", help="stored as the source attribute")
-
-
-# ------------------------------------------------------------ where training reads the store
-@dataclasses.dataclass(frozen=True)
-class TrainingStore:
-    """Where ``vltr-train dataset=<dataset> features=<features>`` reads its store."""
-
-    dataset: str
-    features: str
-    path: Path
-    env_var: str | None  # the variable that moves the store's folder (VLTR_VIDEOLT_DIR)
-    dim: int
-    frames: int
-
-
-def feature_configs() -> list[str]:
-    """The ``features=`` options of the config tree (backbones)."""
-    from importlib.resources import files
-
-    folder = files("vltr.conf") / "features"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def training_store(dataset: str, features: str) -> TrainingStore:
-    """Compose ``vltr-train dataset=<dataset> features=<features>`` (its root: ``$VLTR_ROOT``
-    else this directory, as vltr-train's) and read the store path it would open."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    root = os.environ.get("VLTR_ROOT") or os.getcwd()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
-            cfg = compose("train", overrides=[f"dataset={dataset}", f"features={features}",
-                                              f"paths.root_dir={root}"])
-    finally:
-        GlobalHydra.instance().clear()
-    raw = str(cfg.dataset._get_node("path")._value())
-    env = re.search(r"oc\.env:(\w+)", raw)
-    return TrainingStore(dataset=dataset, features=features,
-                         path=Path(str(OmegaConf.select(cfg, "dataset.path"))),
-                         env_var=env.group(1) if env else None,
-                         dim=int(cfg.features.dim), frames=int(cfg.features.frames))
-
-
-def _import_out(args: argparse.Namespace, dataset: str | None) -> tuple[Path, TrainingStore | None]:
-    """The store path to write, and the training config that reads it (None: none does).
-
-    Without --out: the path training reads (an unknown --backbone is refused). With --out
-    named like a training store (``<dataset>-<name>.h5``) whose name is not --backbone:
-    refused, since ``features=<name>`` would read it as that backbone's features.
-    """
-    backbone = args.backbone
-    known = feature_configs()
-    if dataset is None:
-        return Path(args.out), None
-    target = training_store(dataset, backbone) if backbone in known else None
-    if args.out is None:
-        if target is None:
-            raise VltrError(f"--backbone {backbone}: not a features config; name the "
-                            f"backbone ({', '.join(b for b in known if b != 'synthetic')}) so "
-                            f"the store goes where vltr-train dataset={dataset} "
-                            "features=<backbone> reads it, or give --out")
-        return target.path, target
-    out = Path(args.out)
-    named = re.fullmatch(rf"{re.escape(dataset)}-(.+)\.h5", out.name)
-    if named and named.group(1) != backbone:
-        raise VltrError(f"--out {out}: vltr-train dataset={dataset} features={named.group(1)} "
-                        f"would read this file as {named.group(1)} features, but --backbone "
-                        f"is {backbone}: name it {dataset}-{backbone}.h5 (or pass --backbone "
-                        f"{named.group(1)})")
-    return out, target
-
-
-def train_command(out: Path, target: TrainingStore | None, dataset: str | None, dim: int,
-                  frames: int) -> str:
-    """The ``vltr-train`` command that trains on the store at ``out``."""
-    quote = shlex.quote
-    if target is None:
-        name = dataset or "store"
-        return (f"vltr-train dataset={name} dataset.path={quote(str(out))} "
-                f"features.dim={dim} features.frames={frames}")
-    args = [f"dataset={target.dataset}", f"features={target.features}"]
-    if (dim, frames) != (target.dim, target.frames):
-        args += [f"features.dim={dim}", f"features.frames={frames}"]
-    env = []
-    if out.resolve() == target.path.resolve():
-        for var in ("VLTR_ROOT", target.env_var):
-            if var and os.environ.get(var):
-                env.append(f"{var}={quote(os.environ[var])}")
-    elif out.name == target.path.name and target.env_var:
-        env.append(f"{target.env_var}={quote(str(out.resolve().parent))}")
-    else:
-        args.append(f"dataset.path={quote(str(out.resolve()))}")
-    # with no variable set, the store's path is relative to the launch directory
-    where = f"  (run from {quote(os.getcwd())})" \
-        if not env and out.resolve() == target.path.resolve() else ""
-    return " ".join([*env, "vltr-train", *args]) + where
+    for release in importers.RELEASES.values():
+        p = _parser(kinds, release.name, release.help, release.description, release.examples,
+                    parents=[common_out if release.out_required else common])
+        release.add_arguments(p)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    dataset = {**TRAINING_DATASETS, "charades": getattr(args, "dataset", None)}.get(args.release)
-    out, target = _import_out(args, dataset)
+    release = importers.RELEASES[args.release]
+    dataset = release.training_dataset(args)
+    out, target = import_destination(args.out, args.backbone, dataset)
     kw = dict(frames=args.frames, dtype=args.dtype, backbone=args.backbone, workers=args.workers,
               chunk_videos=args.chunk_videos, progress=not args.no_progress,
               overwrite=args.force)
-    if args.release == "videolt":
-        result = importers.import_videolt(args.features, args.lists, out, warn=_warn, **kw)
-    elif args.release == "minikinetics200":
-        lists = _lists_from(args, {"train": ["train.lst"], "test": ["val.lst"]})
-        result = importers.import_minikinetics200(
-            args.features, out, train_list=lists["train"], test_list=lists["test"],
-            val_per_class=args.val_per_class, class_names=args.class_names,
-            num_classes=args.num_classes, **kw)
-    elif args.release == "charades":
-        lists = _lists_from(args, {"train": ["train.lst"], "val": ["val.lst", "validate.lst"],
-                                   "test": ["test.lst"]})
-        result = importers.import_charades(
-            args.features, out, train_list=lists["train"], val_list=lists["val"],
-            test_list=lists["test"], dataset=args.dataset, class_names=args.class_names,
-            num_classes=args.num_classes, **kw)
-    else:
-        result = importers.import_generic(
-            args.features, out, train_list=args.train, val_list=args.val,
-            test_list=args.test, class_names=args.class_names, num_classes=args.num_classes,
-            source=args.source, **kw)
+    result = release.run(args, out, kw, _warn)
     print(f"wrote {result.path}: {result.num_videos} videos, {result.num_classes} classes, "
           f"{result.frames} frames x {result.dim} dims, splits "
           + ", ".join(f"{k}={v}" for k, v in result.split_sizes.items())
