@@ -135,7 +135,11 @@ class PerSampleDataset(VideoFeatureDataset):
 
 
 def make_datamodule(
-    path: Path, workers: int, read_mode: str = "mmap", resident: str | None = None
+    path: Path,
+    workers: int,
+    read_mode: str = "mmap",
+    resident: str | None = None,
+    read_threads: int = 4,
 ) -> VideoFeatureDataModule:
     """The DataModule as ``dataset=store`` builds it for training."""
     dm = VideoFeatureDataModule(
@@ -147,6 +151,7 @@ def make_datamodule(
         batch_size=BATCH,
         num_workers=workers,
         read_mode=read_mode,
+        read_threads=read_threads,
         resident=resident,
         groups={"head_min": 500, "tail_max": 100},
     )
@@ -173,27 +178,41 @@ class Sink:
         return len(features)
 
 
-def loader_epoch(loader: Iterable[VideoBatch], sink: Sink, seed: int) -> tuple[float, int]:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu(loader: object) -> float:
+    """CPU seconds used so far by a loader's (persistent) worker processes."""
+    total = 0.0
+    for w in getattr(getattr(loader, "_iterator", None), "_workers", []):
+        fields = Path(f"/proc/{w.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    return total
+
+
+def loader_epoch(loader: Iterable[VideoBatch], sink: Sink, seed: int) -> tuple[float, int, float]:
+    """One epoch: (seconds, videos, CPU seconds of this process and the loader's workers)."""
     torch.manual_seed(seed)  # shuffle order
     videos = 0
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time() + workers_cpu(loader), time.perf_counter()
     for batch in loader:
         videos += sink(batch.features)
-    return time.perf_counter() - t0, videos
+    secs = time.perf_counter() - t0
+    return secs, videos, time.process_time() + workers_cpu(loader) - c0
 
 
-def raw_epoch(mm: np.memmap, train: np.ndarray, sink: Sink, seed: int) -> tuple[float, int]:
+def raw_epoch(mm: np.memmap, train: np.ndarray, sink: Sink, seed: int) -> tuple[float, int, float]:
     """One epoch of a single-process memmap gather."""
     rng = np.random.default_rng(seed)
     videos = 0
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     order = rng.permutation(train)
     for start in range(0, len(order), BATCH):
         clips = [
             mm[int(i), np.sort(rng.integers(0, FRAMES, CLIP))] for i in order[start : start + BATCH]
         ]
         videos += sink(torch.from_numpy(np.stack(clips)))
-    return time.perf_counter() - t0, videos
+    return time.perf_counter() - t0, videos, time.process_time() - c0
 
 
 def main() -> None:
@@ -202,6 +221,7 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=2000)
     p.add_argument("--classes", type=int, default=1004)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--read-threads", type=int, default=4, help="dataset.read_threads")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per path (median)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -225,16 +245,20 @@ def main() -> None:
         "(page cache now warm)"
     )
 
-    w = args.workers
-    paths: dict[str, Callable[[Sink, int], tuple[float, int]]] = {}
+    w, rt = args.workers, args.read_threads
+    paths: dict[str, Callable[[Sink, int], tuple[float, int, float]]] = {}
     paths["raw memmap gather"] = lambda sink, seed: raw_epoch(mm, train, sink, seed)
     loaders: dict[str, Iterable[VideoBatch]] = {
         "per-sample, 0 workers": per_sample_loader(path, 0),
         f"per-sample, {w} workers": per_sample_loader(path, w),
+        "mmap, 0 workers, 1 read thread": make_datamodule(
+            path, 0, "mmap", read_threads=1
+        ).train_dataloader(),
     }
     for mode in ("mmap", "pread"):
-        loaders[f"{mode}, 0 workers"] = make_datamodule(path, 0, mode).train_dataloader()
-        loaders[f"{mode}, {w} workers"] = make_datamodule(path, w, mode).train_dataloader()
+        for workers in (0, w):
+            dm = make_datamodule(path, workers, mode, read_threads=rt)
+            loaders[f"{mode}, {workers} workers"] = dm.train_dataloader()
     t0 = time.perf_counter()
     loaders["resident cpu"] = make_datamodule(path, 0, resident="cpu").train_dataloader()
     print(
@@ -248,31 +272,38 @@ def main() -> None:
     for run in paths.values():  # untimed: imports, worker start-up, first touch of the maps
         run(sink, args.seed)
     rates: dict[str, list[float]] = {name: [] for name in paths}
-    for r in range(args.repeats):
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for r in range(args.repeats):  # interleaved: drift and other load hit every path alike
         for name, run in paths.items():
-            s, n = run(sink, args.seed + 1 + r)
+            s, n, c = run(sink, args.seed + 1 + r)
             rates[name].append(n / s)
+            cpu[name].append(c / n * 1e6)
         print(
-            f"  repeat {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()), flush=True
+            f"  repeat {r} (load {os.getloadavg()[0]:.1f}): "
+            + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
+            flush=True,
         )
     med = {name: statistics.median(v) for name, v in rates.items()}
+    med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
     raw = med["raw memmap gather"]
     print(
         f"\nwarm cache, {args.videos:,} videos, batch {BATCH}, {CLIP} of {FRAMES} frames, "
-        f"median of {args.repeats} epochs, load average {os.getloadavg()[0]:.2f}"
+        f"read_threads={rt}, median of {args.repeats} epochs, load average "
+        f"{os.getloadavg()[0]:.2f}; CPU = this process and its workers, per video"
     )
-    print("| path | videos/s | / raw memmap gather |")
-    print("|---|---:|---:|")
+    print("| path | videos/s | / raw memmap gather | / per-sample, 0 workers | CPU us/video |")
+    print("|---|---:|---:|---:|---:|")
+    base = med["per-sample, 0 workers"]
     for name, v in med.items():
-        print(f"| {name} | {v:,.0f} | {v / raw:.2f} |")
-    best_mode = max(("mmap", "pread"), key=lambda m: med[f"{m}, 0 workers"])
-    inproc, workers = med[f"{best_mode}, 0 workers"], med[f"{best_mode}, {w} workers"]
+        print(f"| {name} | {v:,.0f} | {v / raw:.2f} | {v / base:.2f} | {med_cpu[name]:,.0f} |")
+    best = max(("mmap", "pread"), key=lambda m: med[f"{m}, 0 workers"])
+    inproc, workers = med[f"{best}, 0 workers"], med[f"{best}, {w} workers"]
     print(
-        f"stream: {w} workers / in-process = {workers / inproc:.2f} ({best_mode}; per-sample "
-        f"loader {med[f'per-sample, {w} workers'] / med['per-sample, 0 workers']:.2f}); "
-        f"resident cpu / memmap loader = {med['resident cpu'] / med['mmap, 0 workers']:.2f} "
-        f"(/ per-sample loader {med['resident cpu'] / med['per-sample, 0 workers']:.2f}); "
-        f"loader / raw = {inproc / raw:.2f} (warm cache)"
+        f"stream: {w} workers / in-process = {workers / inproc:.2f} ({best}, read_threads={rt}; "
+        f"per-sample loader {med[f'per-sample, {w} workers'] / base:.2f}); "
+        f"resident cpu / memmap loader = {med['resident cpu'] / med['mmap, 0 workers']:.2f}, "
+        f"/ per-sample memmap loader = {med['resident cpu'] / base:.2f}; "
+        f"in-process loader / raw gather = {inproc / raw:.2f} (warm cache)"
     )
 
 

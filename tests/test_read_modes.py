@@ -440,3 +440,18 @@ def test_ddp_spawn_training_with_resident_equals_streaming(tmp_path: Path) -> No
         metrics.append(json.loads((root / "run" / "metrics.json").read_text()))
     for split in ("val", "test"):
         assert metrics[0][split] == metrics[1][split]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_batch_finite_check_finds_every_nan_and_inf(dtype: type) -> None:
+    from vltr.data.datamodule import batch_all_finite
+
+    x = np.random.default_rng(0).standard_normal((3, 700, 300)).astype(dtype)  # > 1 chunk
+    assert batch_all_finite(x)
+    x[:] = np.finfo(dtype).max  # the largest finite values are finite
+    assert batch_all_finite(x)
+    for bad in (np.inf, -np.inf, np.nan):
+        for where in ((0, 0, 0), (2, 699, 299), (1, 437, 12)):
+            y = x.copy()
+            y[where] = bad
+            assert not batch_all_finite(y), (bad, where)
