@@ -13,8 +13,9 @@ float16, 600 KiB/video; 30.7 GB at 50,000, more than this machine's RAM), in ``-
    and frames in every mode), each batch copied into a preallocated tensor (what a
    host-to-device copy reads). Loaders:
 
-   * ``per-sample mmap``: the loader before this change -- one ``__getitem__`` per video
-     through the memmap, ``np.stack`` in the collate function (the baseline, "today");
+   * ``per-sample mmap``: the loader before batched reads (``bench/before.py``: one
+     ``__getitem__`` per video through the memmap, ``np.stack`` in the collate function; the
+     baseline, "today");
    * ``mmap`` / ``pread``: ``VideoFeatureDataModule(read_mode=...)``, batched reads into
      reused buffers;
    * ``resident cpu``: ``resident=cpu``: the train split loaded once (timed, cold), then
@@ -54,8 +55,9 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
+from before import before_loader
 
-from vltr.data.datamodule import VideoFeatureDataModule, VideoFeatureDataset
+from vltr.data.datamodule import VideoFeatureDataModule
 from vltr.data.store import FeatureStore, StoreWriter
 from vltr.errors import ConfigError
 
@@ -184,16 +186,11 @@ def proc_status(pid: int | str = "self") -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------ the loader
-class PerSampleDataset(VideoFeatureDataset):
-    """The loader before batched reads: one ``__getitem__`` per video (memmap gather), stacked
-    by the collate function (without ``__getitems__`` the DataLoader fetches per sample)."""
-
-    __getitems__ = None  # type: ignore[assignment]
-
-
-def make_datamodule(path: Path, workers: int, loader: str) -> VideoFeatureDataModule:
-    """The DataModule as ``dataset=store`` builds it for training, in ``loader``'s mode."""
-    mode = {"pread": "pread"}.get(loader, "mmap")
+def make_loader(path: Path, workers: int, loader: str) -> tuple[Any, FeatureStore]:
+    """The train loader as ``dataset=store`` builds it, in ``loader``'s mode; the store."""
+    if loader == "per-sample mmap":
+        store = FeatureStore(path)
+        return (lambda: before_loader(store, CLIP, BATCH, workers)), store
     dm = VideoFeatureDataModule(
         name="bench",
         path=str(path),
@@ -202,14 +199,12 @@ def make_datamodule(path: Path, workers: int, loader: str) -> VideoFeatureDataMo
         clip_frames=CLIP,
         batch_size=BATCH,
         num_workers=workers,
-        read_mode=mode,
+        read_mode="pread" if loader == "pread" else "mmap",
         resident="cpu" if loader == "resident cpu" else None,
         groups={"head_min": 500, "tail_max": 100},
     )
     dm.setup("fit")
-    if loader == "per-sample mmap":
-        dm.train_set = PerSampleDataset(dm.store, "train", clip_frames=CLIP)
-    return dm
+    return dm.train_dataloader, dm.store
 
 
 def batches_for(videos: int) -> int:
@@ -221,16 +216,16 @@ def loader_child(path: Path, loader: str, videos: int, workers: int, seed: int) 
     torch.set_num_threads(1)
     L.seed_everything(seed, workers=True)
     row: dict[str, Any] = {"loader": loader}
-    dm = make_datamodule(path, workers, loader)
+    build, store = make_loader(path, workers, loader)
     io0, dev0, t0 = proc_read_bytes(), disk_read_bytes(path), time.perf_counter()
     try:
-        train = dm.train_dataloader()  # resident: loads the split here
+        train = build()  # resident: loads the split here
     except ConfigError as e:
         row["refused"] = str(e)
         return row
     if loader == "resident cpu":
         row["load_s"] = time.perf_counter() - t0
-        row["load_gb"] = dm.store.features_bytes / 1e9
+        row["load_gb"] = store.features_bytes / 1e9
         row["load_disk_gb"] = (proc_read_bytes() - io0) / 1e9
         io0, dev0 = proc_read_bytes(), disk_read_bytes(path)
     sink = torch.empty((BATCH, CLIP, DIM), dtype=torch.float16)

@@ -7,8 +7,9 @@ float16, contiguous -- reads it once so the page cache is warm, then measures ep
 
 * ``raw``: one process, a shuffled order, ``mm[i, sorted frames]`` from an ``np.memmap``,
   stacked into a float16 tensor (the baseline);
-* ``per-sample``: the loader as it was before batched reads -- a ``__getitem__`` per video
-  (memmap gather), ``np.stack`` in ``collate_videos`` -- in-process and with ``--workers``;
+* ``per-sample``: the loader as it was before batched reads (``bench/before.py``, the
+  baseline "today") -- a ``__getitem__`` per video (memmap gather), ``np.stack`` and a
+  whole-batch NaN/Inf check in the collate function -- in-process and with ``--workers``;
 * ``mmap`` / ``pread``: vltr's loader (``VideoFeatureDataModule``, ``read_mode=...``): one
   ``__getitems__`` per batch that fills the batch tensor in place (shared memory in a worker),
   in-process (``num_workers=0``) and with ``--workers`` worker processes;
@@ -36,8 +37,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from before import before_loader
 
-from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule, VideoFeatureDataset
+from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule
 from vltr.data.store import FeatureStore, StoreWriter
 
 FRAMES = 150
@@ -127,13 +129,6 @@ def warm_page_cache(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-class PerSampleDataset(VideoFeatureDataset):
-    """The loader before batched reads: one ``__getitem__`` per video, stacked by the collate
-    function (the DataLoader falls back to per-sample fetches without ``__getitems__``)."""
-
-    __getitems__ = None  # type: ignore[assignment]
-
-
 def make_datamodule(
     path: Path,
     workers: int,
@@ -160,9 +155,8 @@ def make_datamodule(
 
 
 def per_sample_loader(path: Path, workers: int) -> Iterable[VideoBatch]:
-    dm = make_datamodule(path, workers, "mmap")
-    dm.train_set = PerSampleDataset(dm.store, "train", clip_frames=CLIP)
-    return dm.train_dataloader()
+    """The loader before batched reads (``bench/before.py``)."""
+    return before_loader(FeatureStore(path), CLIP, BATCH, workers)
 
 
 class Sink:
@@ -251,8 +245,8 @@ def main() -> None:
     loaders: dict[str, Iterable[VideoBatch]] = {
         "per-sample, 0 workers": per_sample_loader(path, 0),
         f"per-sample, {w} workers": per_sample_loader(path, w),
-        "mmap, 0 workers, 1 read thread": make_datamodule(
-            path, 0, "mmap", read_threads=1
+        "pread, 0 workers, 1 read thread": make_datamodule(
+            path, 0, "pread", read_threads=1
         ).train_dataloader(),
     }
     for mode in ("mmap", "pread"):

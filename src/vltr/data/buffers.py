@@ -167,7 +167,7 @@ class BatchBufferPool:
 
 
 def rebuild_pooled(
-    pool_id: str, slot: int, n: int, index: torch.Tensor, mask: torch.Tensor | None
+    pool_id: str, slot: int, n: int, index: np.ndarray, mask: np.ndarray | None
 ) -> VideoBatch:
     from vltr.data.datamodule import VideoBatch
 
@@ -179,4 +179,9 @@ def rebuild_pooled(
         )
     pool.received(slot)
     features, targets = pool.views(slot, n)
-    return VideoBatch(features=features, targets=targets, index=index, mask=mask)
+    return VideoBatch(
+        features=features,
+        targets=targets,
+        index=torch.from_numpy(index),
+        mask=None if mask is None else torch.from_numpy(mask),
+    )

@@ -72,7 +72,9 @@ class PooledVideoBatch(VideoBatch):
 
     def __reduce__(self) -> tuple[Any, ...]:
         pool_id, slot, n = self.pool_handle
-        return rebuild_pooled, (pool_id, slot, n, self.index, self.mask)
+        # small arrays by value: a tensor would travel as a new shared-memory file descriptor
+        mask = None if self.mask is None else self.mask.numpy()
+        return rebuild_pooled, (pool_id, slot, n, self.index.numpy(), mask)
 
 
 @dataclass
