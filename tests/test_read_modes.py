@@ -358,6 +358,22 @@ def test_resident_with_class_aware_and_distributed_samplers(tiny_store: Path) ->
         assert_same(batches[1], batches[0])
 
 
+def test_resident_batches_without_host_buffers_as_on_a_gpu(tiny_store: Path) -> None:
+    # resident=cuda gathers into a new tensor on its device (no host buffer pool): the same
+    # code path, run on the CPU, gives the pooled batches
+    batches = []
+    for pooled in (True, False):
+        L.seed_everything(8, workers=True)
+        dm = dm_for(tiny_store, resident="cpu")
+        dm.train_dataloader()
+        if not pooled:
+            dm.train_set.buffers = None
+        items = np.random.default_rng(0).permutation(len(dm.train_set))[:8]
+        b = collate_videos(dm.train_set.__getitems__(items))
+        batches.append([(b.features.clone(), b.targets.clone(), b.index.clone())])
+    assert_same(batches[1], batches[0])
+
+
 def test_resident_gather_on_a_device_tensor(tmp_path: Path) -> None:
     path, x, _ = make_store(tmp_path / "s.h5", n=16, t=6, d=3)
     store = FeatureStore(path)

@@ -248,21 +248,20 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         t = store.frames if frame_idx is None else frame_idx.shape[1]
         shape, targets_shape = (n, t, store.dim), (n, store.num_classes)
         resident = self.resident
-        on_device = resident is not None and resident.device.type != "cpu"
         in_worker = torch.utils.data.get_worker_info() is not None
-        pool = self.buffers
+        pool = self.buffers  # host buffers: not for a split resident on a GPU
         slot = None
-        if not on_device and pool is not None and pool.fits(shape, targets_shape):
+        host = resident is None or resident.device.type == "cpu"
+        if host and pool is not None and pool.fits(shape, targets_shape):
             slot = pool.claim(in_worker)
         features: torch.Tensor | None
         if slot is not None:
             assert pool is not None
             features, targets = pool.views(slot, n)
-        elif on_device:
-            features, targets = None, torch.empty(targets_shape, dtype=torch.float32)
-        else:
-            features = batch_tensor(shape, _TORCH_DTYPE[store.dtype], in_worker)
+        else:  # a resident gather allocates on its own device
             targets = batch_tensor(targets_shape, torch.float32, in_worker)
+            features = None if resident is not None else batch_tensor(
+                shape, _TORCH_DTYPE[store.dtype], in_worker)
         multi_hot(store, videos, targets.numpy())
         if resident is not None:
             features = resident.gather(positions, frame_idx, out=features)
