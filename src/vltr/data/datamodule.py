@@ -318,7 +318,7 @@ class VideoFeatureDataModule(L.LightningDataModule):
 
     ``read_mode``: how the store's frames are read (``auto``, ``mmap``, ``pread``;
     :mod:`vltr.data.readers`), resolved and logged when the store is opened; ``read_threads``:
-    threads a batch read is split over (in each loader process). ``resident``:
+    with ``pread``, reads in flight per loader process (one thread each). ``resident``:
     ``cpu`` or ``cuda`` loads the train split once (:mod:`vltr.data.resident`) when the train
     loader is first built, in each process that trains (each DDP rank), and gathers batches
     from it in that process (no loader workers); val and test stream from the store.
