@@ -417,23 +417,27 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{mib(m['RssShmem'])} | {mib(wm['VmHWM'])} | {mib(wm['RssAnon'])} | "
                 f"{mib(wm['RssFile'])} | {mib(wm['RssShmem'])} |"
             )
-    big = rows[-1]
-    xs = big["loaders"]
-    if "pread" in xs and "per-sample mmap" in xs:
-        p, s = xs["pread"], xs["per-sample mmap"]
-        peaks = {
-            name: max(r["loaders"][name]["main_maxrss_kib"] for r in rows) / 1024
-            for name in loaders
-            if all("refused" not in r["loaders"][name] for r in rows)
-        }
-        print(
-            f"scale: N={big['videos']:,} cold: pread {p['vps']:,.0f} videos/s = "
-            f"{p['vps'] / s['vps']:.2f}x the per-sample memmap loader ({s['vps']:,.0f}); "
-            f"disk bytes / clip bytes: pread {p['own_disk_gb'] / big['needed_gb']:.1f}, "
-            f"per-sample {s['own_disk_gb'] / big['needed_gb']:.1f}, mmap "
-            f"{xs['mmap']['own_disk_gb'] / big['needed_gb']:.1f}; training process peak RSS "
-            "over all N: " + ", ".join(f"{k} {v:,.0f} MiB" for k, v in peaks.items())
-        )
+    cold = [
+        f"N={r['videos']:,}: pread {r['loaders']['pread']['vps']:,.0f} videos/s = "
+        f"{r['loaders']['pread']['vps'] / r['loaders']['per-sample mmap']['vps']:.2f}x, disk / "
+        f"clip bytes {r['loaders']['pread']['own_disk_gb'] / r['needed_gb']:.1f} (per-sample "
+        f"{r['loaders']['per-sample mmap']['own_disk_gb'] / r['needed_gb']:.1f})"
+        for r in rows
+        if {"pread", "per-sample mmap"} <= set(r["loaders"]) and r["file_gb"] > 5
+    ]
+    peaks = {
+        name: [r["loaders"][name]["main_maxrss_kib"] / 1024 for r in rows]
+        for name in loaders
+        if all("refused" not in r["loaders"][name] for r in rows)
+    }
+    flat = ", ".join(
+        f"{k} {min(v):,.0f}-{max(v):,.0f}" for k, v in peaks.items() if k != "resident cpu"
+    )
+    print(
+        "scale: cold cache vs the per-sample memmap loader: "
+        + "; ".join(cold)
+        + f"; training process peak RSS over N (MiB): {flat}"
+    )
 
 
 def main() -> None:
