@@ -17,7 +17,8 @@ float16, 600 KiB/video; 30.7 GB at 50,000, more than this machine's RAM), in ``-
      ``__getitem__`` per video through the memmap, ``np.stack`` in the collate function; the
      baseline, "today");
    * ``mmap`` / ``pread``: ``VideoFeatureDataModule(read_mode=...)``, batched reads into
-     reused buffers;
+     reused buffers (``pread``: 4 reads in flight per process, the default ``read_threads``,
+     and for comparison 1);
    * ``resident cpu``: ``resident=cpu``: the train split loaded once (timed, cold), then
      batches gathered from memory; refused in one line when it does not fit.
 
@@ -65,7 +66,7 @@ FRAMES, DIM, CLIP, BATCH, CLASSES = 150, 2048, 60, 128, 1004
 CHUNK = 64
 PAGE = os.sysconf("SC_PAGE_SIZE")
 VIDEO_BYTES = FRAMES * DIM * 2
-LOADERS = ("per-sample mmap", "mmap", "pread", "resident cpu")
+LOADERS = ("per-sample mmap", "mmap", "pread", "pread, 1 read thread", "resident cpu")
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -199,7 +200,8 @@ def make_loader(path: Path, workers: int, loader: str) -> tuple[Any, FeatureStor
         clip_frames=CLIP,
         batch_size=BATCH,
         num_workers=workers,
-        read_mode="pread" if loader == "pread" else "mmap",
+        read_mode="pread" if loader.startswith("pread") else "mmap",
+        read_threads=1 if loader == "pread, 1 read thread" else 4,
         resident="cpu" if loader == "resident cpu" else None,
         groups={"head_min": 500, "tail_max": 100},
     )
