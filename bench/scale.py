@@ -66,7 +66,7 @@ FRAMES, DIM, CLIP, BATCH, CLASSES = 150, 2048, 60, 128, 1004
 CHUNK = 64
 PAGE = os.sysconf("SC_PAGE_SIZE")
 VIDEO_BYTES = FRAMES * DIM * 2
-LOADERS = ("per-sample mmap", "mmap", "pread", "pread, 1 read thread", "resident cpu")
+LOADERS = ("per-sample mmap", "mmap", "pread", "pread 1 read thread", "resident cpu")
 
 
 # ------------------------------------------------------------------------------------ the store
@@ -201,7 +201,7 @@ def make_loader(path: Path, workers: int, loader: str) -> tuple[Any, FeatureStor
         batch_size=BATCH,
         num_workers=workers,
         read_mode="pread" if loader.startswith("pread") else "mmap",
-        read_threads=1 if loader == "pread, 1 read thread" else 4,
+        read_threads=1 if loader == "pread 1 read thread" else 4,
         resident="cpu" if loader == "resident cpu" else None,
         groups={"head_min": 500, "tail_max": 100},
     )
