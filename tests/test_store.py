@@ -73,11 +73,11 @@ def test_pickle_drops_handles_and_reopens(tmp_path: Path) -> None:
     store = FeatureStore(path)
     store.read(0)  # opens the h5py handle
     clone = pickle.loads(pickle.dumps(store))
-    assert clone._h5 is None and clone._mm is None
+    assert clone._reader is None
     np.testing.assert_array_equal(clone.read(5), x[5].astype(np.float16))
     contiguous = FeatureStore(make_store(tmp_path / "c.h5")[0])
     contiguous.read(0)
-    assert pickle.loads(pickle.dumps(contiguous))._mm is None
+    assert pickle.loads(pickle.dumps(contiguous))._reader is None
 
 
 def test_exception_inside_writer_leaves_nothing(tmp_path: Path) -> None:

@@ -11,10 +11,12 @@ Layout (format version 1, documented in ``docs/format.md``)::
     /nonfinite_videos    [k]     int64   videos holding NaN/Inf, recorded by the writer (optional)
     attrs: format_version, num_classes, frames, dim, backbone, source, vltr_version, store_id
 
-Reading: for the default layout the reader maps ``/features`` with ``numpy.memmap`` at the
-dataset's file offset and gathers only the sampled frames (measured ~7,300 videos/s against
-~5,600 for a whole-video h5py read). Chunked or compressed files stay readable: one whole-video
-h5py read, then a numpy gather. h5py fancy indexing (~75 videos/s) is never used.
+Reading goes through a :mod:`vltr.data.readers` frame reader chosen by ``read_mode``: for the
+default layout a ``numpy.memmap`` gather of the sampled frames (``mmap``) or one positional read
+per video with read-ahead off (``pread``, for stores bigger than the page cache); ``auto``
+chooses by the features' size against the available memory. Chunked or compressed files stay
+readable: one whole-video h5py read, then a numpy gather. h5py fancy indexing (~75 videos/s) is
+never used.
 
 Writing: :class:`StoreWriter` writes to a temporary name in the target folder and renames on
 success, so a killed write never leaves a file that looks complete. The writer gives each store
@@ -45,6 +47,7 @@ import h5py
 import numpy as np
 
 from vltr import __version__
+from vltr.data.readers import FrameReader, check_read_mode, make_reader, resolve_read_mode
 from vltr.utils.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -350,8 +353,9 @@ class FeatureStore:
                 f"{self.path}: features have {self.frames} frames per video but the features "
                 f"config says {expected_frames}"
             )
-        self._mm: np.memmap | None = None
-        self._h5: h5py.File | None = None
+        self.read_mode = "auto"
+        self.read_threads = 1
+        self._reader: FrameReader | None = None
 
     def _read_metadata(self, f: h5py.File) -> None:
         """What the reader cannot do without; a problem here is raised at once."""
@@ -527,8 +531,7 @@ class FeatureStore:
     # --- pickling: drop open handles; each process reopens on first read
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_mm"] = None
-        state["_h5"] = None
+        state["_reader"] = None
         return state
 
     @property
@@ -571,27 +574,40 @@ class FeatureStore:
         with _open_readonly(self.path) as f:
             return [_decode(s) for s in f["video_ids"][()]]
 
+    @property
+    def features_bytes(self) -> int:
+        return self.num_videos * self.frames * self.dim * self.dtype.itemsize
+
+    def set_read_mode(self, mode: str, threads: int | None = None) -> None:
+        """``auto``, ``mmap`` or ``pread`` (see :mod:`vltr.data.readers`) and the threads a
+        batch read is split over; takes effect at the next read, in every process the store is
+        pickled to afterwards."""
+        self.read_mode = check_read_mode(mode)
+        if threads is not None:
+            self.read_threads = max(1, int(threads))
+        self.close()
+
+    @property
+    def reader(self) -> FrameReader:
+        """The frame reader of this process (opened on first use; ``auto`` resolved here)."""
+        if self._reader is None:
+            self.check_identity()
+            mode = resolve_read_mode(self.read_mode, self.features_bytes,
+                                     contiguous=self._contiguous, source=str(self.path))
+            self.read_mode = mode if self._contiguous else self.read_mode
+            self._reader = make_reader(mode, self.path,
+                                       (self.num_videos, self.frames, self.dim), self.dtype,
+                                       self._offset, self.read_threads)
+        return self._reader
+
     def read(self, i: int, frame_idx: np.ndarray | None = None) -> np.ndarray:
         """Frames of video ``i`` (all, or those at ``frame_idx``) in the store's dtype."""
-        if self._contiguous:
-            if self._mm is None:
-                self.check_identity()
-                self._mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self._offset,
-                                     shape=(self.num_videos, self.frames, self.dim))
-            video = self._mm[i]
-            # integer-array indexing already copies out of the map; a full read needs one copy
-            return np.array(video) if frame_idx is None else video[frame_idx]
-        if self._h5 is None:
-            self.check_identity()
-            self._h5 = _open_readonly(self.path)
-        video = self._h5["features"][i]  # one whole-video read, never h5py fancy indexing
-        return video if frame_idx is None else video[frame_idx]
+        return self.reader.read(i, frame_idx)
 
     def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-        self._h5 = None
-        self._mm = None
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
 
 
 def all_finite(x: np.ndarray) -> bool:
