@@ -2,6 +2,11 @@
 
 Train: ``clip_frames`` frame indices drawn uniformly *with replacement* and sorted (VideoLT's
 training rule), read through the store's memmap gather. Val/test: all T frames in order.
+``next_frames``: training batches also carry, for each sampled frame ``i``, the stored frame
+``i + 1`` (``i`` drawn from ``[0, T - 2]``, read in the same gather), so that motion
+``x[i + 1] - x[i]`` is a difference of true adjacent frames, as in evaluation's full sequence.
+``train_streams``: several training loaders, each with its own sampler, combined into one
+``{name: VideoBatch}`` batch per step (per-expert class distributions, MEDC).
 Each process (main or DataLoader worker) opens the store lazily and owns its RNG, seeded from
 the worker seed that Lightning's ``seed_everything(workers=True)`` makes reproducible.
 """
@@ -19,6 +24,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vltr.data.longtail import group_masks, imbalanced_subset
@@ -39,6 +45,9 @@ class VideoBatch:
     targets: torch.Tensor  # [B, C] float32 multi-hot
     index: torch.Tensor  # [B] int64, the videos' indices in the store
     mask: torch.Tensor | None = None  # [B, T] bool, True = a real frame (None: all real)
+    # [B, T, D]: the stored frame after each of `features`' frames (dataset.next_frames, in
+    # training; None otherwise)
+    next_features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -49,31 +58,46 @@ class VideoSample:
     features: np.ndarray  # [t, D]
     targets: np.ndarray  # [C]
     index: int
+    next_features: np.ndarray | None = None  # [t, D]: frame i + 1 of each frame i
 
 
 def collate_videos(samples: Sequence[VideoSample], source: str = "store") -> VideoBatch:
     """Stack samples into a :class:`VideoBatch`; ``source`` names the file in errors."""
     features = np.stack([s.features for s in samples])
+    nexts = [s.next_features for s in samples]
+    next_features = None if nexts[0] is None else np.stack(nexts)
     # one vectorised check per batch; NaN/Inf would silently poison the loss and the metrics
-    if not all_finite(features):
-        bad = [s.index for s, f in zip(samples, features, strict=True) if not all_finite(f)]
-        raise StoreError(f"{source}: video index {bad[0]} has NaN/Inf features ({len(bad)} in "
-                         "this batch; run `vltr-data validate` on the store)")
+    for array in (features, next_features):
+        if array is not None and not all_finite(array):
+            bad = [s.index for s, f in zip(samples, array, strict=True) if not all_finite(f)]
+            raise StoreError(f"{source}: video index {bad[0]} has NaN/Inf features ({len(bad)} "
+                             "in this batch; run `vltr-data validate` on the store)")
     return VideoBatch(
         features=torch.from_numpy(features),
         targets=torch.from_numpy(np.stack([s.targets for s in samples])),
         index=torch.tensor([s.index for s in samples], dtype=torch.long),
+        next_features=None if next_features is None else torch.from_numpy(next_features),
     )
 
 
 class VideoFeatureDataset(Dataset[VideoSample]):
-    """Videos of one split. ``clip_frames=None`` reads all frames in order (evaluation)."""
+    """Videos of one split. ``clip_frames=None`` reads all frames in order (evaluation).
 
-    def __init__(self, store: FeatureStore, split: str, clip_frames: int | None = None) -> None:
+    ``next_frames`` (with ``clip_frames``): each sample also carries the stored frame ``i + 1``
+    of every sampled frame ``i``; the indices are then drawn from ``[0, T - 2]`` so that every
+    sampled frame has a successor (no clamped duplicate at the end).
+    """
+
+    def __init__(self, store: FeatureStore, split: str, clip_frames: int | None = None,
+                 next_frames: bool = False) -> None:
         self.store = store
         self.split = split
         self.indices = store.split(split)
         self.clip_frames = clip_frames
+        self.next_frames = bool(next_frames) and clip_frames is not None
+        if self.next_frames and store.frames < 2:
+            raise StoreError(f"{store.path}: dataset.next_frames needs at least 2 frames per "
+                             f"video, the store has {store.frames}")
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
@@ -97,14 +121,22 @@ class VideoFeatureDataset(Dataset[VideoSample]):
     def frame_indices(self) -> np.ndarray | None:
         if self.clip_frames is None:
             return None
-        return np.sort(self.rng.integers(0, self.store.frames, size=self.clip_frames))
+        high = self.store.frames - 1 if self.next_frames else self.store.frames
+        return np.sort(self.rng.integers(0, high, size=self.clip_frames))
 
     def __getitem__(self, item: int) -> VideoSample:
         i = int(self.indices[item])
-        x = self.store.read(i, self.frame_indices())
+        idx = self.frame_indices()
+        nxt = None
+        if self.next_frames:
+            # one gather for the frames and their successors
+            both = self.store.read(i, np.concatenate([idx, idx + 1]))
+            x, nxt = both[: len(idx)], both[len(idx) :]
+        else:
+            x = self.store.read(i, idx)
         y = np.zeros(self.store.num_classes, dtype=np.float32)
         y[self.store.labels(i)] = 1.0
-        return VideoSample(features=x, targets=y, index=i)
+        return VideoSample(features=x, targets=y, index=i, next_features=nxt)
 
 
 @dataclass(frozen=True)
@@ -128,6 +160,20 @@ class DatasetInfo:
 SamplerFactory = Callable[[FeatureStore, np.ndarray], Sampler[int]]
 
 
+def _select_streams(streams: dict[str, SamplerFactory | None] | None,
+                    names: Sequence[str] | None) -> dict[str, SamplerFactory | None] | None:
+    if streams is None:  # names alone select nothing (a method's config may name its streams)
+        return None
+    streams = dict(streams)
+    if names is None:
+        names = list(streams)
+    unknown = [n for n in names if n not in streams]
+    if unknown or not names:
+        raise ConfigError(f"dataset.train_stream_names: {unknown or 'none'} not among "
+                          f"dataset.train_streams {sorted(streams)}")
+    return {str(n): streams[n] for n in names}
+
+
 class VideoFeatureDataModule(L.LightningDataModule):
     """Train/val/test loaders over one store (``path``) or the cached synthetic dataset.
 
@@ -142,6 +188,13 @@ class VideoFeatureDataModule(L.LightningDataModule):
     ``imbalance_n_max`` attribute when it has one, else the largest class count). Applied once
     when the store is opened, so class counts, groups, the train set and samplers all see the
     subset; val and test are untouched.
+
+    ``next_frames``: training batches carry ``next_features`` (see :class:`VideoFeatureDataset`).
+    ``train_streams``: ``{name: sampler factory or None}``; training then yields one
+    ``{name: VideoBatch}`` per step from one loader per stream (None: the natural shuffled
+    order), combined with Lightning's ``CombinedLoader`` (``min_size``: every stream draws as
+    many videos per epoch as the train split has). ``train_stream_names`` picks the streams to
+    load (None: all; ignored without ``train_streams``). Not combined with ``sampler``.
     """
 
     def __init__(
@@ -161,6 +214,9 @@ class VideoFeatureDataModule(L.LightningDataModule):
         groups: dict[str, int] | None = None,
         sampler: SamplerFactory | None = None,
         imbalance_ratio: float | None = None,
+        next_frames: bool = False,
+        train_streams: dict[str, SamplerFactory | None] | None = None,
+        train_stream_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if path is None and synthetic is None:
@@ -190,6 +246,11 @@ class VideoFeatureDataModule(L.LightningDataModule):
             raise ConfigError(f"dataset.imbalance_ratio must be in (0, 1] or null, "
                               f"got {imbalance_ratio}")
         self.imbalance_ratio = imbalance_ratio
+        self.next_frames = bool(next_frames)
+        self.train_streams = _select_streams(train_streams, train_stream_names)
+        if self.train_streams is not None and sampler is not None:
+            raise ConfigError("dataset.train_streams (one sampler per stream) cannot be combined "
+                              "with a strategy's sampler (strategy=cbs/srs)")
         self._store: FeatureStore | None = None
 
     # -- the store
@@ -239,15 +300,17 @@ class VideoFeatureDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         store = self.store
-        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames)
+        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames,
+                                             next_frames=self.next_frames)
         self.val_set = VideoFeatureDataset(store, "val")
         self.test_set = VideoFeatureDataset(store, "test")
 
     # -- loaders
-    def _loader(self, dataset: VideoFeatureDataset, train: bool) -> DataLoader[VideoBatch]:
+    def _loader(self, dataset: VideoFeatureDataset, train: bool,
+                sampler_factory: SamplerFactory | None = None) -> DataLoader[VideoBatch]:
         sampler = None
-        if train and self.sampler_factory is not None:
-            sampler = self.sampler_factory(dataset.store, dataset.indices)
+        if train and sampler_factory is not None:
+            sampler = sampler_factory(dataset.store, dataset.indices)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -260,8 +323,11 @@ class VideoFeatureDataModule(L.LightningDataModule):
             collate_fn=functools.partial(collate_videos, source=str(dataset.store.path)),
         )
 
-    def train_dataloader(self) -> DataLoader[VideoBatch]:
-        return self._loader(self.train_set, train=True)
+    def train_dataloader(self) -> DataLoader[VideoBatch] | CombinedLoader:
+        if self.train_streams is None:
+            return self._loader(self.train_set, train=True, sampler_factory=self.sampler_factory)
+        return CombinedLoader({name: self._loader(self.train_set, train=True, sampler_factory=f)
+                               for name, f in self.train_streams.items()}, mode="min_size")
 
     def val_dataloader(self) -> DataLoader[VideoBatch]:
         return self._loader(self.val_set, train=False)
