@@ -16,7 +16,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.data.longtail import exponential_profile
 from vltr.methods.medc import (
     MEDCModule,
     expert_class_weights,
@@ -353,9 +352,10 @@ def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig], distribu
 
 
 def test_inverse_region_targets_mirror_the_long_tailed_ones() -> None:
-    # a VideoLT-like profile: 1,000 classes from ~1,900 down to ~40 videos, most of them in the
-    # tail (n <= 100); min-max of the reversed frequencies left half of them below 0.3
-    counts = exponential_profile(1000, 1900, 0.02).tolist()
+    # VideoLT's group sizes (47 head classes n > 500 up to 1,912 videos, 617 medium, 340 tail
+    # n <= 100 down to 44): min-max of the reversed frequencies left ~70 % of the tail < 0.3
+    counts = np.concatenate([np.geomspace(1912, 501, 47), np.geomspace(500, 101, 617),
+                             np.geomspace(100, 44, 340)]).round().astype(int).tolist()
     tail = torch.tensor(counts) <= 100
     lt = region_targets("long_tailed", counts, 0.1, 1.0)
     inv = region_targets("inverse", counts, 0.1, 1.0)
