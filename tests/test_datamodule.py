@@ -111,3 +111,34 @@ def test_info_groups(tiny_store: Path) -> None:
     assert info.num_classes == 10 and info.dim == 32 and info.frames == 24
     sizes = {k: int(v.sum()) for k, v in info.groups.items()}
     assert sum(sizes.values()) == 10 and sizes["head"] >= 1 and sizes["tail"] >= 1
+
+
+def test_train_streams_yield_one_batch_per_stream(tiny_store: Path) -> None:
+    import functools
+
+    from lightning.pytorch.utilities import CombinedLoader
+
+    from vltr.data.samplers import ClassAwareSampler
+    from vltr.utils.errors import ConfigError
+
+    uniform = functools.partial(ClassAwareSampler, power=0.0, seed=0)
+    dm = dm_for(tiny_store, train_streams={"natural": None, "uniform": uniform},
+                train_stream_names=["uniform", "natural"])
+    loader = dm.train_dataloader()
+    assert isinstance(loader, CombinedLoader) and list(loader.iterables) == ["uniform", "natural"]
+    batch, _, _ = next(iter(loader))
+    assert set(batch) == {"uniform", "natural"}
+    assert all(isinstance(b, VideoBatch) and b.features.shape == (8, 12, 32)
+               for b in batch.values())
+    assert isinstance(loader.iterables["uniform"].sampler, ClassAwareSampler)
+    # one stream of several; a stream that does not exist; a strategy sampler next to streams
+    one = dm_for(tiny_store, train_streams={"natural": None, "uniform": uniform},
+                 train_stream_names=["uniform"])
+    assert list(one.train_dataloader().iterables) == ["uniform"]
+    with pytest.raises(ConfigError, match="train_stream_names"):
+        dm_for(tiny_store, train_streams={"natural": None}, train_stream_names=["inverse"])
+    with pytest.raises(ConfigError, match="strategy"):
+        dm_for(tiny_store, train_streams={"natural": None}, sampler=uniform)
+    # names without streams select nothing: one plain loader
+    assert isinstance(dm_for(tiny_store, train_stream_names=["a"]).train_dataloader(),
+                      torch.utils.data.DataLoader)

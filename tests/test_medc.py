@@ -25,13 +25,14 @@ from vltr.methods.medc import (
     reversed_frequencies,
     sample_weights,
     sorting_loss,
+    stream_class_distribution,
     weighted_bce,
 )
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.models.medc import mean_sigmoid_logits
 from vltr.strategies.losses import BinaryCrossEntropy, FocalLoss
 
-from conftest import train_tiny
+from conftest import TINY_OVERRIDES, train_tiny
 
 # an exponential profile (ratio 2): class 0 the head, class 4 the tail
 COUNTS = [400, 200, 100, 50, 25]
@@ -40,9 +41,11 @@ D = 8
 
 
 def make_module(counts: list[int] = COUNTS, **kwargs: object) -> MEDCModule:
+    """A small MEDC module; ``distribution="reweight"`` unless given (one natural batch)."""
     agg = kwargs.pop("aggregator", None) or NonLinearFrameAggregator(D, hidden_dim=16,
                                                                      dropout=0.0)
     loss = kwargs.pop("loss", None) or BinaryCrossEntropy()
+    kwargs.setdefault("distribution", "reweight")
     return MEDCModule(agg, num_classes=len(counts), loss=loss,
                       optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
                       class_counts=counts, embed_dim=12, **kwargs)
@@ -126,6 +129,7 @@ def test_region_targets_are_ordered() -> None:
     assert lt[0] == pytest.approx(1.0) and lt[-1] == pytest.approx(0.1)
     assert torch.all(inv[:-1] < inv[1:])  # tail > head
     assert inv[-1] == pytest.approx(1.0) and inv[0] == pytest.approx(0.1)
+    assert torch.allclose(lt + inv, torch.full((C,), 1.1))  # the mirror image, class by class
     assert torch.equal(uni, torch.full((C,), 0.5))
     # min-max of the label frequency: linear in n_c
     expected = 0.1 + 0.9 * (torch.tensor(COUNTS) - 25.0) / (400 - 25)
@@ -337,8 +341,155 @@ def test_lambdas_are_normalised() -> None:
     assert torch.allclose(total, expected)
 
 
-def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    cfg, _ = train_tiny(compose_cfg, "method=medc", "trainer.max_epochs=3",
-                        "method.embed_dim=32")
+@pytest.mark.parametrize("distribution", ["resample", "reweight"])
+def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig], distribution: str
+                                ) -> None:
+    extra = ["dataset.train_streams=null"] if distribution == "reweight" else []
+    cfg, _ = train_tiny(compose_cfg, "method=medc", "trainer.max_epochs=2",
+                        "method.embed_dim=32", f"method.distribution={distribution}", *extra)
     assert cfg.method._target_ == "vltr.methods.medc.MEDCModule"
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["test"]
+
+
+def test_inverse_region_targets_mirror_the_long_tailed_ones() -> None:
+    # VideoLT's group sizes (47 head classes n > 500 up to 1,912 videos, 617 medium, 340 tail
+    # n <= 100 down to 44): min-max of the reversed frequencies left ~70 % of the tail < 0.3
+    counts = np.concatenate([np.geomspace(1912, 501, 47), np.geomspace(500, 101, 617),
+                             np.geomspace(100, 44, 340)]).round().astype(int).tolist()
+    tail = torch.tensor(counts) <= 100
+    lt = region_targets("long_tailed", counts, 0.1, 1.0)
+    inv = region_targets("inverse", counts, 0.1, 1.0)
+    assert torch.allclose(lt + inv, torch.full_like(lt, 1.1))
+    assert float(inv[tail].min()) > 0.95 and float(lt[tail].max()) < 0.15
+    for a, b in ((0.0, 1.0), (0.2, 0.6)):
+        assert torch.allclose(region_targets("inverse", counts, a, b),
+                              a + b - region_targets("long_tailed", counts, a, b))
+
+
+# -- every loss of an expert sees its distribution ---------------------------------------------
+
+
+def test_weighted_pairwise_losses_are_the_resampled_ones() -> None:
+    torch.manual_seed(0)
+    mu = torch.randn(5, 3)
+    # videos 0, 1: class 0; 2, 3: class 1; 4: no label (a negative of everyone)
+    targets = torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0], [0, 0]])
+    plain = sorting_loss(mu, targets)
+    assert torch.allclose(sorting_loss(mu, targets, weights=torch.full((5,), 3.0)), plain)
+    # ordered pairs weighted by s_i s_p: class 0's pairs 9x class 1's; negatives by s_n/mean(s)
+    w = torch.tensor([3.0, 3.0, 1.0, 1.0, 1.0])
+    sim = mu @ mu.T
+    neg = {0: [2, 3, 4], 1: [2, 3, 4], 2: [0, 1, 4], 3: [0, 1, 4]}
+
+    def pair(i: int, p: int) -> torch.Tensor:
+        den = sim[i, p].exp() + sum(w[n] / 1.8 * sim[i, n].exp() for n in neg[i])
+        return -(sim[i, p].exp() / den).log()
+
+    expected = (9 * (pair(0, 1) + pair(1, 0)) + pair(2, 3) + pair(3, 2)) / 20
+    assert torch.allclose(sorting_loss(mu, targets, weights=w), expected, atol=1e-6)
+    # region loss: each (video, class) pair weighted by its video
+    gamma = torch.tensor([1.0, 0.25])
+    sigma = torch.rand(5, 4)
+    per_video = (sigma.pow(2) - gamma[targets.argmax(1)].unsqueeze(1)).pow(2).mean(1)[:4]
+    assert torch.allclose(region_loss(sigma, targets, gamma, weights=w),
+                          (w[:4] * per_video).sum() / w[:4].sum())
+    assert torch.allclose(region_loss(sigma, targets, gamma, weights=torch.ones(5)),
+                          region_loss(sigma, targets, gamma))
+
+
+def test_reweighting_reaches_every_loss_of_an_expert() -> None:
+    # one natural batch: the uniform and inverse experts' sorting and region losses are
+    # weighted, not only their BCE (changing a tail video's weight changes all three)
+    module = make_module()
+    batch = batch_of([0, 0, 0, 0, 1, 1, 4, 4], seed=1)
+    out = module.expert_outputs(batch.features, sample=False)
+    targets = batch.targets
+    for k in (1, 2):
+        w = sample_weights(targets, module.class_weights[k])
+        assert w[-1] > w[0]
+        weighted = module._expert_terms(k, out.mu[k], out.sigma[k], out.logits[k], targets, w)
+        natural = module._expert_terms(k, out.mu[k], out.sigma[k], out.logits[k], targets, None)
+        assert all(not torch.allclose(a, b) for a, b in zip(weighted, natural, strict=True))
+
+
+def test_resampled_experts_each_train_on_their_own_batch() -> None:
+    torch.manual_seed(0)
+    module = make_module(distribution="resample")
+    streams = {"long_tailed": batch_of([0, 0, 0, 1, 1, 2], seed=1),
+               "uniform": batch_of([0, 1, 2, 3, 4, 4], seed=2),
+               "inverse": batch_of([4, 4, 4, 3, 3, 2], seed=3)}
+
+    def grads(batches: dict[str, VideoBatch]) -> dict[str, torch.Tensor]:
+        module.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        module.training_loss(batches).backward()
+        return {n: p.grad.clone() for n, p in module.named_parameters()}
+
+    base = grads(streams)
+    assert all(g.abs().sum() > 0 for g in base.values())  # every parameter used (DDP)
+    # another inverse batch changes the inverse expert (index 2) and the shared encoder only
+    changed = grads({**streams, "inverse": batch_of([4, 3, 3, 2, 4, 4], seed=9)})
+    own = ("experts.experts.2.", "aggregator.")
+    for name in base:
+        if not name.startswith(own):
+            assert torch.equal(base[name], changed[name]), name
+    for name in ("experts.experts.2.classifier.weight", "experts.experts.2.mean_fc.weight",
+                 "experts.experts.2.variance.value.weight", "aggregator.frame_mlp.0.weight"):
+        assert not torch.allclose(base[name], changed[name]), name
+    # the wrong kind of batch fails in one line
+    with pytest.raises(ValueError, match="one training batch per expert"):
+        module.training_loss(streams["uniform"])
+    with pytest.raises(ValueError, match="no training stream for expert"):
+        module.training_loss({"uniform": streams["uniform"]})
+    with pytest.raises(ValueError, match="train_streams=null"):
+        make_module().training_loss(streams)
+
+
+def test_streams_draw_each_experts_distribution(compose_cfg: Callable[..., DictConfig]) -> None:
+    from vltr.training.builders import build_datamodule
+
+    cfg = compose_cfg(*TINY_OVERRIDES, "method=medc")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    counts = dm.info().class_counts
+    loader = dm.train_dataloader()
+    assert list(loader.iterables) == ["long_tailed", "uniform", "inverse"]
+    for name, dl in loader.iterables.items():
+        expected = expert_distribution(name, counts.tolist()).numpy()
+        np.testing.assert_allclose(stream_class_distribution(dl.sampler, counts), expected)
+    iter(loader)  # a CombinedLoader knows its length once iterated
+    pos_pairs = {name: np.zeros(len(counts)) for name in loader.iterables}
+    for batch, _, _ in loader:
+        assert set(batch) == set(pos_pairs)
+        for name, b in batch.items():
+            y = b.targets.numpy()
+            shared = (y @ y.T > 0) & ~np.eye(len(y), dtype=bool)
+            # eq. 3's positive pairs by the anchor's first class
+            pos_pairs[name] += np.bincount(y.argmax(1), weights=shared.sum(1),
+                                           minlength=len(counts))
+    tail = counts <= cfg.dataset.groups.tail_max
+    share = {n: v[tail].sum() / v.sum() for n, v in pos_pairs.items()}
+    # the tail's share of the sorting loss's positive pairs: rare on natural batches
+    assert share["long_tailed"] < 0.1 < share["uniform"] < share["inverse"]
+    # one expert: one stream
+    one = build_datamodule(compose_cfg(*TINY_OVERRIDES, "method=medc", "method.experts=[inverse]"))
+    one.setup("fit")
+    assert list(one.train_dataloader().iterables) == ["inverse"]
+
+
+def test_streams_that_disagree_with_the_experts_are_refused(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    with pytest.raises(ValueError, match="training stream 'inverse'"):
+        train_tiny(compose_cfg, "method=medc", "trainer.max_epochs=1", "method.embed_dim=8",
+                   "dataset.train_streams.inverse.reverse=false")
+
+
+def test_paper_setting_is_one_override_away(compose_cfg: Callable[..., DictConfig]) -> None:
+    paper = compose_cfg("method=medc_paper").method
+    default = compose_cfg("method=medc").method
+    assert (paper.lambda_mu, paper.lambda_cls, paper.lambda_sigma) == (1.0, 1.0, 1.0)
+    assert paper.sort_normalize is False and paper.sort_temperature == 1.0
+    differing = {k for k in default if default[k] != paper[k]}
+    assert differing <= {"lambda_mu", "lambda_cls", "lambda_sigma", "sort_normalize",
+                         "sort_temperature"}

@@ -6,13 +6,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
 
-from vltr.data.datamodule import VideoBatch
+from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule, VideoFeatureDataset
+from vltr.data.store import FeatureStore, write_store
 from vltr.methods.meid import MEIDModule
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.models.attention import FrameAttentionAggregator
@@ -24,6 +27,7 @@ from vltr.models.meid import (
     variance_distillation_loss,
 )
 from vltr.strategies.losses import FocalLoss
+from vltr.strategies.mixup import FeatureMixup
 from vltr.training.evaluate import evaluate
 from vltr.training.train import train
 
@@ -46,11 +50,13 @@ def make_module(stage: int = 1, dropout: float = 0.0, **kwargs: object) -> MEIDM
 
 
 def batch_of(b: int = 6, t: int = 20, seed: int = 0) -> VideoBatch:
+    """A training batch: ``t`` frames per video and the frame after each (next_features)."""
     g = torch.Generator().manual_seed(seed)
     targets = torch.zeros(b, len(COUNTS))
     targets[torch.arange(b), torch.arange(b) % len(COUNTS)] = 1.0
-    return VideoBatch(features=torch.randn(b, t, D, generator=g).half(), targets=targets,
-                      index=torch.arange(b))
+    video = torch.randn(b, t + 1, D, generator=g).half()
+    return VideoBatch(features=video[:, :t], targets=targets, index=torch.arange(b),
+                      next_features=video[:, 1:])
 
 
 def stage2_from_stage1(seed: int = 0, **kwargs: object) -> MEIDModule:
@@ -87,7 +93,10 @@ def test_shapes_any_number_of_frames(t: int) -> None:
     padded = x.clone()
     padded[:, t - 10:] = float("nan")
     assert torch.allclose(s2(padded, mask), s2(x[:, : t - 10]), atol=1e-5)
-    assert torch.isfinite(s2.training_loss(VideoBatch(padded, batch.targets, batch.index, mask)))
+    next_padded = batch.next_features.float().clone()
+    next_padded[:, t - 10:] = float("nan")
+    assert torch.isfinite(s2.training_loss(VideoBatch(padded, batch.targets, batch.index, mask,
+                                                      next_features=next_padded)))
 
 
 def test_needs_frame_attention_aggregator() -> None:
@@ -312,3 +321,147 @@ def test_two_hundred_frames_end_to_end(compose_cfg: Callable[..., DictConfig]) -
     assert set(json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["stages"]) \
         == {"stage1", "stage2"}
     assert 0.0 < result["test"]["mAP"] <= 1.0
+
+
+# -- motion from true adjacent frames (eq. 10) ---------------------------------------------
+
+
+def frame_store(path: Path, n: int = 12, t: int = 10, d: int = 3) -> tuple[Path, np.ndarray]:
+    """A real store whose consecutive frames all differ: frame ``f`` of video ``v`` holds
+    ``100 v + f`` in its first dimension (random elsewhere)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    x[:, :, 0] = 100 * np.arange(n)[:, None] + np.arange(t)[None, :]
+    path = write_store(path, x, labels=[[i % 2] for i in range(n)], class_names=["a", "b"],
+                       splits={"train": range(n), "val": [0, 1], "test": [2, 3]},
+                       dtype="float32")
+    return path, x
+
+
+def test_training_motion_rows_are_true_adjacent_differences(tmp_path: Path) -> None:
+    path, x = frame_store(tmp_path / "frames.h5")
+    t = x.shape[1]
+    dm = VideoFeatureDataModule(name="f", path=str(path), clip_frames=30, batch_size=12,
+                                num_workers=0, next_frames=True,
+                                groups={"head_min": 5, "tail_max": 1})
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.next_features is not None and batch.next_features.shape == batch.features.shape
+    for row, v in enumerate(batch.index.tolist()):
+        frame = (batch.features[row, :, 0] - 100 * v).round().long()
+        # 30 draws from 10 frames: repeats are certain, yet every frame has a true successor
+        assert len(set(frame.tolist())) < 30 and int(frame.max()) <= t - 2
+        np.testing.assert_array_equal(batch.features[row].numpy(), x[v, frame.numpy()])
+        np.testing.assert_array_equal(batch.next_features[row].numpy(), x[v, frame.numpy() + 1])
+    x_m, _ = motion_features(batch.features.float(), next_frames=batch.next_features.float())
+    rows = x_m[:, :-1]  # the last row is the mean of the frames
+    assert not bool((rows == 0).all(dim=-1).any())  # no duplicate-frame zeros
+    # what the clip's own differences gave before: repeated draws are exact-zero rows
+    clip_rows = motion_features(batch.features.float())[0][:, :-1]
+    assert bool((clip_rows == 0).all(dim=-1).any())
+    # evaluation batches: the whole sequence, no successor frames needed
+    val = next(iter(dm.val_dataloader()))
+    assert val.next_features is None and val.features.shape[1] == t
+
+
+def test_training_and_evaluation_compute_motion_the_same_way(tmp_path: Path) -> None:
+    path, x = frame_store(tmp_path / "frames.h5")
+    video = torch.from_numpy(x[:1])
+    eval_rows = motion_features(video)[0][0, :-1]  # the whole sequence: T - 1 differences
+    assert not bool((eval_rows == 0).all(dim=-1).any())
+    # the training rule at every frame index that has a successor gives exactly those rows
+    idx = torch.arange(video.shape[1] - 1)
+    train_rows = motion_features(video[:, idx], next_frames=video[:, idx + 1])[0][0, :-1]
+    assert torch.equal(train_rows, eval_rows)
+    # a sampled clip's rows are a subset of the evaluation rows
+    ds = VideoFeatureDataset(FeatureStore(path), "train", clip_frames=7, next_frames=True)
+    sample = ds[0]
+    assert sample.next_features is not None
+    clip_rows = torch.from_numpy(sample.next_features - sample.features)
+    assert all(bool((eval_rows == row).all(dim=-1).any()) for row in clip_rows)
+
+
+def test_stage2_training_needs_the_next_frames() -> None:
+    module = stage2_from_stage1()
+    batch = batch_of()
+    with pytest.raises(ValueError, match="dataset.next_frames=true"):
+        module.training_loss(replace(batch, next_features=None))
+    # the motion branch sees the true successors, not the clip's neighbours
+    torch.manual_seed(0)
+    a = module.training_loss(batch)
+    shuffled = replace(batch, next_features=batch.next_features.flip(1))
+    torch.manual_seed(0)
+    assert not torch.allclose(a, module.training_loss(shuffled))
+    # without the motion branch the successors are not needed
+    no_motion = stage2_from_stage1(use_motion=False)
+    assert torch.isfinite(no_motion.training_loss(replace(batch, next_features=None)))
+
+
+def test_mixup_mixes_frames_and_their_successors_alike() -> None:
+    torch.manual_seed(0)
+    agg = FrameAttentionAggregator(D, attention_dim=8, embed_dim=10)
+    module = MEIDModule(agg, num_classes=len(COUNTS), loss=FocalLoss(),
+                        optimizer=functools.partial(torch.optim.Adam), class_counts=COUNTS,
+                        head_min=50, tail_max=10, stage=2, neck_dim=4,
+                        batch_transform=FeatureMixup(alpha=1.0))
+    batch = batch_of(t=5)
+    video = torch.cat([batch.features, batch.next_features[:, -1:]], dim=1).float()
+    torch.manual_seed(3)
+    mixed = module.transform_batch(batch)
+    torch.manual_seed(3)
+    mixed_video, _ = FeatureMixup(alpha=1.0).mix(torch.cat([video[:, :5], video[:, 1:]], 1),
+                                                 batch.targets)
+    assert torch.allclose(mixed.features.float(), mixed_video[:, :5], atol=1e-3)
+    assert torch.allclose(mixed.next_features.float(), mixed_video[:, 5:], atol=1e-3)
+    # successor frame k is mixed like frame k + 1
+    assert torch.allclose(mixed.next_features[:, :-1].float(), mixed.features[:, 1:].float(),
+                          atol=1e-3)
+
+
+# -- ablations -------------------------------------------------------------------------------
+
+
+def test_ablation_flags_change_the_second_expert() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, D)
+    a = torch.rand(2, 9)
+    plain = ComplementaryMotionExpert(D, 5, embed_dim=7, complementary=False)
+    x_m = torch.cat([x[:, 1:] - x[:, :-1], x.mean(dim=1, keepdim=True)], dim=1)
+    expected = plain.classifier(plain.fuse(torch.cat(
+        [plain.embedding(x).mean(1), plain.motion_embedding(x_m).mean(1)], dim=-1)))
+    assert torch.allclose(plain(x, a), expected, atol=1e-5)  # R = 1: the attention is unused
+    still = ComplementaryMotionExpert(D, 5, embed_dim=7, use_motion=False)
+    assert still.motion_embedding is None and still.fuse.in_features == 7
+    r = 1 / (a + 0.5)
+    expected = still.classifier(still.fuse((still.embedding(x) * r.unsqueeze(-1)).mean(1)))
+    assert torch.allclose(still(x, a), expected, atol=1e-5)
+    # every variant trains all its parameters; distill_weight=0 builds no necks
+    for kwargs in ({"use_motion": False}, {"complementary": False}, {"distill_weight": 0.0}):
+        module = stage2_from_stage1(**kwargs)
+        module.train()
+        module.training_loss(batch_of()).backward()
+        trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        assert trainable and all(p.grad is not None for _, p in trainable), kwargs
+    assert make_module(1, distill_weight=0.0).necks is None
+    assert stage2_from_stage1(distill_weight=0.0).necks2 is None
+
+
+def test_config_stage2_reads_next_frames_and_ablations_compose(
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
+    cfg = compose_cfg("method=meid")
+    assert cfg.dataset.next_frames is False
+    assert cfg.stages[1].dataset.next_frames is True  # ${method.use_motion}
+    assert compose_cfg("method=meid", "method.use_motion=false").stages[1].dataset.next_frames \
+        is False
+    # one schedule for MEID (both stages) and its control on the same aggregator and head
+    meid = compose_cfg("method=meid", "trainer.max_epochs=12", "method.scheduler.milestones=[9]")
+    control = compose_cfg("method=meid", "stages=null", "method.distill_weight=0",
+                          "strategy=bce", "trainer.max_epochs=12",
+                          "method.scheduler.milestones=[9]")
+    assert list(meid.method.scheduler.milestones) == [9]
+    assert all("scheduler" not in s.method for s in meid.stages)
+    assert control.method.scheduler == meid.method.scheduler
+    assert control.aggregator == meid.aggregator
+    assert control.dataset.clip_frames == meid.dataset.clip_frames
+    assert control.strategy.loss._target_.endswith("BinaryCrossEntropy")

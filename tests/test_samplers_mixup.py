@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vltr.data.longtail import reversed_by_rank
 from vltr.data.samplers import ClassAwareSampler
 from vltr.data.store import FeatureStore, write_store
 from vltr.strategies.mixup import FeatureMixup
@@ -66,6 +67,24 @@ def test_srs_draws_classes_by_square_root(lt_store: FeatureStore) -> None:
         rng_free[c] = np.isin(seq, list(pool)).mean()
     # single-label classes 1..3 have disjoint pools: their share is the class probability
     np.testing.assert_allclose(rng_free[1:4], expected[1:4], atol=0.01)
+
+
+def test_reversed_sampler_draws_the_inverse_long_tail(lt_store: FeatureStore) -> None:
+    train = lt_store.split("train")
+    counts = lt_store.class_counts("train")  # 410, 100, 25, 9, 11 (two-label videos count)
+    sampler = ClassAwareSampler(lt_store, train, power=1.0, reverse=True, num_samples=20000,
+                                seed=3)
+    freq = counts / counts.sum()
+    np.testing.assert_allclose(sampler.class_probs, reversed_by_rank(freq))
+    # the most frequent class gets the rarest class's share, and so on
+    assert sampler.class_probs[0] == pytest.approx(9 / counts.sum())
+    assert sampler.class_probs[3] == pytest.approx(410 / counts.sum())
+    # tied values share their ranks' mean; the sum is kept
+    np.testing.assert_allclose(reversed_by_rank(np.array([3.0, 1.0, 1.0, 5.0])),
+                               [1.0, 4.0, 4.0, 1.0])
+    seq = sampler.epoch_sequence()
+    pool = set(sampler.pool_positions[sampler.pool_starts[3] : sampler.pool_starts[4]])
+    assert np.isin(seq, list(pool)).mean() == pytest.approx(sampler.class_probs[3], abs=0.02)
 
 
 def test_default_epoch_length_is_training_set(lt_store: FeatureStore) -> None:

@@ -167,7 +167,12 @@ class BatchBufferPool:
 
 
 def rebuild_pooled(
-    pool_id: str, slot: int, n: int, index: np.ndarray, mask: np.ndarray | None
+    pool_id: str,
+    slot: int,
+    n: int,
+    index: np.ndarray,
+    mask: np.ndarray | None,
+    next_frames: bool = False,
 ) -> VideoBatch:
     from vltr.data.datamodule import VideoBatch
 
@@ -179,9 +184,10 @@ def rebuild_pooled(
         )
     pool.received(slot)
     features, targets = pool.views(slot, n)
-    return VideoBatch(
-        features=features,
-        targets=targets,
-        index=torch.from_numpy(index),
+    return VideoBatch.read(
+        features,
+        targets,
+        torch.from_numpy(index),
+        next_frames,
         mask=None if mask is None else torch.from_numpy(mask),
     )

@@ -12,6 +12,11 @@ worker, a tensor in shared memory, so the batch is written once and not copied a
 the training process. With ``resident=cpu|cuda`` the train split is loaded once
 (:mod:`vltr.data.resident`) and batches are gathered from it by index in the training process.
 The frames and batches are the same in every mode for the same seed.
+``next_frames``: training batches also carry, for each sampled frame ``i``, the stored frame
+``i + 1`` (``i`` drawn from ``[0, T - 2]``, read in the same batch read), so that motion
+``x[i + 1] - x[i]`` is a difference of true adjacent frames, as in evaluation's full sequence.
+``train_streams``: several training loaders, each with its own sampler, combined into one
+``{name: VideoBatch}`` batch per step (per-expert class distributions, MEDC).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vltr.data.buffers import BatchBufferPool, rebuild_pooled, shared_empty
@@ -51,6 +57,9 @@ class VideoBatch:
     targets: torch.Tensor  # [B, C] float32 multi-hot
     index: torch.Tensor  # [B] int64, the videos' indices in the store
     mask: torch.Tensor | None = None  # [B, T] bool, True = a real frame (None: all real)
+    # [B, T, D]: the stored frame after each of `features`' frames (dataset.next_frames, in
+    # training; None otherwise)
+    next_features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -68,13 +77,13 @@ class PooledVideoBatch(VideoBatch):
     the slot's number and is rebuilt as a :class:`VideoBatch` of views into the training
     process's own mapping of that slot (nothing is copied)."""
 
-    pool_handle: tuple[str, int, int] = ("", -1, 0)
+    pool_handle: tuple[str, int, int, bool] = ("", -1, 0, False)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        pool_id, slot, n = self.pool_handle
+        pool_id, slot, n, next_frames = self.pool_handle
         # small arrays by value: a tensor would travel as a new shared-memory file descriptor
         mask = None if self.mask is None else self.mask.numpy()
-        return rebuild_pooled, (pool_id, slot, n, self.index.numpy(), mask)
+        return rebuild_pooled, (pool_id, slot, n, self.index.numpy(), mask, next_frames)
 
 
 @dataclass
@@ -82,6 +91,7 @@ class VideoSample:
     features: np.ndarray  # [t, D]
     targets: np.ndarray  # [C]
     index: int
+    next_features: np.ndarray | None = None  # [t, D]: frame i + 1 of each frame i
 
 
 class ClipBatch(Sequence[VideoSample]):
@@ -136,18 +146,23 @@ def collate_videos(samples: Sequence[VideoSample], source: str = "store") -> Vid
     if isinstance(samples, ClipBatch):
         batch = samples.batch
         if not samples.finite_checked:
-            features = batch.features.numpy()
-            if not batch_all_finite(features):
-                _raise_non_finite(source, batch.index.tolist(), features)
+            for tensor in (batch.features, batch.next_features):
+                array = None if tensor is None else tensor.numpy()
+                if array is not None and not batch_all_finite(array):
+                    _raise_non_finite(source, batch.index.tolist(), array)
         return batch
     features = np.stack([s.features for s in samples])
+    nexts = [s.next_features for s in samples]
+    next_features = None if nexts[0] is None else np.stack(nexts)
     # one vectorised check per batch; NaN/Inf would silently poison the loss and the metrics
-    if not batch_all_finite(features):
-        _raise_non_finite(source, [s.index for s in samples], features)
+    for array in (features, next_features):
+        if array is not None and not batch_all_finite(array):
+            _raise_non_finite(source, [s.index for s in samples], array)
     return VideoBatch(
         features=torch.from_numpy(features),
         targets=torch.from_numpy(np.stack([s.targets for s in samples])),
         index=torch.tensor([s.index for s in samples], dtype=torch.long),
+        next_features=None if next_features is None else torch.from_numpy(next_features),
     )
 
 
@@ -173,10 +188,16 @@ _TORCH_DTYPE = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch
 
 class VideoFeatureDataset(Dataset[VideoSample]):
     """Videos of one split. ``clip_frames=None`` reads all frames in order (evaluation);
-    ``clip_sampler`` replaces the rule that ``clip_frames`` stands for."""
+    ``clip_sampler`` replaces the rule that ``clip_frames`` stands for.
+
+    ``next_frames`` (with a clip): each sample also carries the stored frame ``i + 1`` of every
+    sampled frame ``i``; the sampler then draws from ``[0, T - 2]`` so that every sampled frame
+    has a successor (no clamped duplicate at the end). Frames and successors are read in one
+    batch read of ``2t`` frames per video.
+    """
 
     def __init__(self, store: FeatureStore, split: str, clip_frames: int | None = None,
-                 clip_sampler: ClipSampler | None = None) -> None:
+                 clip_sampler: ClipSampler | None = None, next_frames: bool = False) -> None:
         self.store = store
         self.split = split
         self.indices = store.split(split)
@@ -184,6 +205,10 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         self.clip_frames = self.clip_sampler.clip_frames
         self.resident: ResidentFeatures | None = None
         self.buffers: BatchBufferPool | None = None
+        self.next_frames = bool(next_frames) and self.clip_frames is not None
+        if self.next_frames and store.frames < 2:
+            raise StoreError(f"{store.path}: dataset.next_frames needs at least 2 frames per "
+                             f"video, the store has {store.frames}")
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
@@ -205,18 +230,34 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         return self._rng
 
     def frame_indices(self) -> np.ndarray | None:
-        idx = self.clip_sampler(self.rng, self.store.frames, 1)
+        idx = self.sampled_frames(1)
         return None if idx is None else idx[0]
+
+    def sampled_frames(self, n: int) -> np.ndarray | None:
+        """``[n, t]`` frame indices (None: all frames); with ``next_frames`` drawn from the
+        first ``T - 1`` frames, each followed by its successor: ``[n, 2t]``."""
+        if not self.next_frames:
+            return self.clip_sampler(self.rng, self.store.frames, n)
+        idx = self.clip_sampler(self.rng, self.store.frames - 1, n)
+        assert idx is not None
+        return np.concatenate([idx, idx + 1], axis=1)
 
     def __getitem__(self, item: int) -> VideoSample:
         i = int(self.indices[item])
-        x = self.store.read(i, self.frame_indices())
+        idx = self.frame_indices()
+        x = self.store.read(i, idx)  # with next_frames: frames and successors in one read
+        nxt = None
+        if self.next_frames:
+            x, nxt = np.split(x, 2)
         y = np.zeros(self.store.num_classes, dtype=np.float32)
         y[self.store.labels(i)] = 1.0
-        return VideoSample(features=x, targets=y, index=i)
+        return VideoSample(features=x, targets=y, index=i, next_features=nxt)
 
     def clip_length(self) -> int:
-        return self.store.frames if self.clip_frames is None else self.clip_frames
+        """Frames read per video: all, the clip, or the clip and its successors."""
+        if self.clip_frames is None:
+            return self.store.frames
+        return 2 * self.clip_frames if self.next_frames else self.clip_frames
 
     def ensure_buffers(self, batch_size: int, workers: int, prefetch_factor: int = 2) -> None:
         """Reusable batch buffers for a loader of ``batch_size`` with ``workers`` processes
@@ -243,7 +284,7 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         positions = np.asarray(items, dtype=np.int64)
         videos = self.indices[positions]
         n = len(videos)
-        frame_idx = self.clip_sampler(self.rng, store.frames, n)
+        frame_idx = self.sampled_frames(n)
         index = torch.from_numpy(videos)
         t = store.frames if frame_idx is None else frame_idx.shape[1]
         shape, targets_shape = (n, t, store.dim), (n, store.num_classes)
@@ -268,16 +309,16 @@ class VideoFeatureDataset(Dataset[VideoSample]):
             targets = targets.to(features.device, non_blocking=True)
             index = index.to(features.device, non_blocking=True)
             # the resident split was checked for NaN/Inf once, when it was loaded
-            return ClipBatch(VideoBatch(features=features, targets=targets, index=index),
+            return ClipBatch(VideoBatch.read(features, targets, index, self.next_frames),
                              finite_checked=True)
         assert features is not None
         store.reader.read_batch(features.numpy(), videos, frame_idx)
         if slot is not None and in_worker:
             assert pool is not None
-            batch = PooledVideoBatch(features=features, targets=targets, index=index)
-            batch.pool_handle = (pool.id, slot, n)
+            batch = PooledVideoBatch.read(features, targets, index, self.next_frames)
+            batch.pool_handle = (pool.id, slot, n, self.next_frames)
             return ClipBatch(batch)
-        return ClipBatch(VideoBatch(features=features, targets=targets, index=index))
+        return ClipBatch(VideoBatch.read(features, targets, index, self.next_frames))
 
 
 @dataclass(frozen=True)
@@ -301,6 +342,20 @@ class DatasetInfo:
 SamplerFactory = Callable[[FeatureStore, np.ndarray], Sampler[int]]
 
 
+def _select_streams(streams: dict[str, SamplerFactory | None] | None,
+                    names: Sequence[str] | None) -> dict[str, SamplerFactory | None] | None:
+    if streams is None:  # names alone select nothing (a method's config may name its streams)
+        return None
+    streams = dict(streams)
+    if names is None:
+        names = list(streams)
+    unknown = [n for n in names if n not in streams]
+    if unknown or not names:
+        raise ConfigError(f"dataset.train_stream_names: {unknown or 'none'} not among "
+                          f"dataset.train_streams {sorted(streams)}")
+    return {str(n): streams[n] for n in names}
+
+
 class VideoFeatureDataModule(L.LightningDataModule):
     """Train/val/test loaders over one store (``path``) or the cached synthetic dataset.
 
@@ -322,6 +377,12 @@ class VideoFeatureDataModule(L.LightningDataModule):
     ``cpu`` or ``cuda`` loads the train split once (:mod:`vltr.data.resident`) when the train
     loader is first built, in each process that trains (each DDP rank), and gathers batches
     from it in that process (no loader workers); val and test stream from the store.
+    ``next_frames``: training batches carry ``next_features`` (see :class:`VideoFeatureDataset`).
+    ``train_streams``: ``{name: sampler factory or None}``; training then yields one
+    ``{name: VideoBatch}`` per step from one loader per stream (None: the natural shuffled
+    order), combined with Lightning's ``CombinedLoader`` (``min_size``: every stream draws as
+    many videos per epoch as the train split has). ``train_stream_names`` picks the streams to
+    load (None: all; ignored without ``train_streams``). Not combined with ``sampler``.
     """
 
     def __init__(
@@ -344,6 +405,9 @@ class VideoFeatureDataModule(L.LightningDataModule):
         read_mode: str = "auto",
         read_threads: int = 4,
         resident: str | None = None,
+        next_frames: bool = False,
+        train_streams: dict[str, SamplerFactory | None] | None = None,
+        train_stream_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if path is None and synthetic is None:
@@ -378,6 +442,11 @@ class VideoFeatureDataModule(L.LightningDataModule):
             raise ConfigError(f"dataset.read_threads must be >= 1, got {read_threads}")
         self.read_threads = int(read_threads)
         self.resident = check_resident(resident)
+        self.next_frames = bool(next_frames)
+        self.train_streams = _select_streams(train_streams, train_stream_names)
+        if self.train_streams is not None and sampler is not None:
+            raise ConfigError("dataset.train_streams (one sampler per stream) cannot be combined "
+                              "with a strategy's sampler (strategy=cbs/srs)")
         self._store: FeatureStore | None = None
 
     # -- the store
@@ -431,7 +500,8 @@ class VideoFeatureDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         store = self.store
-        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames)
+        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames,
+                                             next_frames=self.next_frames)
         self.val_set = VideoFeatureDataset(store, "val")
         self.test_set = VideoFeatureDataset(store, "test")
 
@@ -465,10 +535,11 @@ class VideoFeatureDataModule(L.LightningDataModule):
                      self.num_workers)
 
     # -- loaders
-    def _loader(self, dataset: VideoFeatureDataset, train: bool) -> DataLoader[VideoBatch]:
+    def _loader(self, dataset: VideoFeatureDataset, train: bool,
+                sampler_factory: SamplerFactory | None = None) -> DataLoader[VideoBatch]:
         sampler = None
-        if train and self.sampler_factory is not None:
-            sampler = self.sampler_factory(dataset.store, dataset.indices)
+        if train and sampler_factory is not None:
+            sampler = sampler_factory(dataset.store, dataset.indices)
         resident = dataset.resident is not None
         workers = 0 if resident else self.num_workers
         if not resident or dataset.resident.device.type == "cpu":  # type: ignore[union-attr]
@@ -486,10 +557,23 @@ class VideoFeatureDataModule(L.LightningDataModule):
             collate_fn=functools.partial(collate_videos, source=str(dataset.store.path)),
         )
 
-    def train_dataloader(self) -> DataLoader[VideoBatch]:
+    def train_dataloader(self) -> DataLoader[VideoBatch] | CombinedLoader:
         if self.resident is not None:
             self._attach_resident(self.train_set)
-        return self._loader(self.train_set, train=True)
+        if self.train_streams is None:
+            return self._loader(self.train_set, train=True, sampler_factory=self.sampler_factory)
+        # one dataset per stream: each loader its own batch buffers (a resident split is shared)
+        return CombinedLoader({name: self._loader(self._stream_set(), train=True,
+                                                  sampler_factory=f)
+                               for name, f in self.train_streams.items()}, mode="min_size")
+
+    def _stream_set(self) -> VideoFeatureDataset:
+        train = self.train_set
+        stream = VideoFeatureDataset(train.store, "train", clip_sampler=train.clip_sampler,
+                                     next_frames=train.next_frames)
+        stream.indices = train.indices  # the imbalanced subset, where one is set
+        stream.resident = train.resident
+        return stream
 
     def val_dataloader(self) -> DataLoader[VideoBatch]:
         return self._loader(self.val_set, train=False)

@@ -96,3 +96,22 @@ def imbalanced_subset(
     position = np.empty(len(labels), dtype=np.int64)
     position[by_class] = np.arange(len(labels)) - starts[labels[by_class]]
     return idx[position < keep_per_class[labels]]
+
+
+def reversed_by_rank(values: np.ndarray) -> np.ndarray:
+    """``resort``: the values in reversed order of size (float64, same shape, same sum).
+
+    The largest entry gets the smallest value, the second largest the second smallest, and so
+    on. Tied entries get the mean of the values their ranks receive, so equal entries stay
+    equal whatever the sort order. On label frequencies this is MEDC's inverse distribution
+    ``resort(omega)``; for an exponential count profile it is exactly ``∝ 1 / n_c``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError("reversed_by_rank: expects a 1-D array")
+    order = np.argsort(v, kind="stable")
+    out = np.empty_like(v)
+    out[order] = v[order[::-1]]
+    uniq, group = np.unique(v, return_inverse=True)
+    sums = np.bincount(group, weights=out, minlength=len(uniq))
+    return (sums / np.bincount(group, minlength=len(uniq)))[group]

@@ -4,7 +4,10 @@ Both draw a class first, then a video of that class uniformly (VideoLT's descrip
 "it takes a random class and then randomly samples a video"); a multi-label video is in the
 pool of each of its classes. The class is drawn with probability proportional to n_c^power:
 ``power=0`` is CBS (uniform over classes), ``power=0.5`` is SRS, ``power=1`` recovers
-label-frequency sampling.
+label-frequency sampling. ``reverse=True`` then reverses the class probabilities in rank
+(:func:`~vltr.data.longtail.reversed_by_rank`): with ``power=1`` the most frequent class gets
+the rarest class's frequency and so on, MEDC's inversely long-tailed distribution
+``resort(omega)``.
 
 DDP: the sampler is a :class:`DistributedSampler`, so Lightning uses it as it is. Every rank
 generates the same epoch sequence (seeded by ``seed`` and the epoch) and takes the positions
@@ -25,11 +28,13 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from vltr.data.longtail import reversed_by_rank
 from vltr.data.store import FeatureStore
 
 
 class ClassAwareSampler(DistributedSampler):
-    """Draw ``num_samples`` dataset positions per epoch, class first (p_c ∝ n_c^power)."""
+    """Draw ``num_samples`` dataset positions per epoch, class first (p_c ∝ n_c^power, or
+    those probabilities reversed in rank with ``reverse``)."""
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class ClassAwareSampler(DistributedSampler):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        reverse: bool = False,
     ) -> None:
         if num_replicas is None:
             num_replicas = dist.get_world_size() if dist.is_initialized() else 1
@@ -49,6 +55,7 @@ class ClassAwareSampler(DistributedSampler):
         super().__init__(range(len(indices)), num_replicas=num_replicas, rank=rank,
                          shuffle=True, seed=seed, drop_last=False)
         self.power = float(power)
+        self.reverse = bool(reverse)
         total = int(num_samples) if num_samples is not None else len(indices)
         self.total_size = math.ceil(total / num_replicas) * num_replicas
         self.num_samples = self.total_size // num_replicas
@@ -64,7 +71,10 @@ class ClassAwareSampler(DistributedSampler):
         self.pool_starts = np.concatenate([[0], np.cumsum(counts)])
         self.class_counts = counts
         present = counts > 0  # a class without training videos cannot be drawn
-        weights = np.where(present, counts.astype(np.float64) ** self.power, 0.0)
+        weights = np.zeros(len(counts), dtype=np.float64)
+        weights[present] = counts[present].astype(np.float64) ** self.power
+        if self.reverse:  # among the classes that can be drawn
+            weights[present] = reversed_by_rank(weights[present])
         self.class_probs = weights / weights.sum()
 
     def epoch_sequence(self) -> np.ndarray:

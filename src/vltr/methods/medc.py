@@ -16,31 +16,36 @@ with ``(l_mu, l_cls, l_sigma) = (lambda_mu, lambda_cls, lambda_sigma) / their su
 "lambda is normalized before aggregation, lambda_1 + lambda_2 + lambda_3 = 1").
 
 * ``L_mu`` (eq. 3, the sorting loss) on each expert's means, :func:`sorting_loss`;
-* ``L_cls`` (eq. 6) per expert, sigmoid BCE on ``psi_k(z)`` averaged over classes, each video
-  weighted so that the expert sees its class distribution, :func:`weighted_bce`;
+* ``L_cls`` (eq. 6) per expert, sigmoid BCE on ``psi_k(z)`` averaged over classes,
+  :func:`weighted_bce`;
 * ``L_sigma`` (eq. 7, the region loss) pulls ``sigma^2`` to per-class targets ``gamma_k``,
-  :func:`region_loss`, :func:`region_targets`.
+  :func:`region_loss`, :func:`region_targets` (the inverse expert's targets mirror the
+  long-tailed expert's).
 
 How each expert sees its class distribution (long-tailed: natural; uniform: 1/C; inverse:
-reversed label frequencies). The paper re-samples ("uniform expert take input data by uniform
-sampling"); one batch feeds all three experts, and three samplers would need three loaders and
-three forward passes of the shared encoder. vltr re-weights instead, with the weights that make
-the loss equal *in expectation* to the loss on a re-sampled batch: class-aware sampling with
-class distribution ``p`` (a class with probability ``p_c``, then one of its videos, as vltr's
-CBS/SRS samplers) draws video ``i`` with probability ``sum_{c in y_i} p_c / n_c``; relative to
-instance sampling that is a per-video importance weight built from the per-class weights
-``w_c = p_c / omega_c`` (``omega_c = n_c / sum n``, the paper's label frequency). The weight
-multiplies the video's whole BCE (positive and negative terms of every class), as re-sampling
-does. Per-class weights on the BCE columns (as CB loss) would not do: a scalar per column leaves
-each column's optimum, hence each expert's predictions, unchanged; re-sampling (and per-video
-weights) change the class priors each expert learns, which is what makes the experts differ.
-See :func:`sample_weights` for multi-label videos.
+reversed label frequencies), so that *all three* of its losses see it:
 
-Only the strategy loss ``strategy=bce`` composes with MEDC (each expert's re-weighted BCE is
-MEDC's eq. 6; the strategy's loss object is used for val/test ``loss`` logging only); strategy
-batch transforms (mixup) are refused. Training samplers (``strategy=cbs``/``srs``) are not
-detectable here: with one, the "natural" distribution the weights assume is no longer the
-batches' (don't).
+* ``distribution="resample"`` (default, the paper's Fig. 2 and §III-D): the DataModule yields
+  one batch per expert per step (``dataset.train_streams``: the natural shuffled order, and
+  :class:`~vltr.data.samplers.ClassAwareSampler` with ``power=0`` and with ``power=1,
+  reverse=True``), combined into ``{expert: VideoBatch}``. The shared encoder runs on each
+  batch, and expert ``k``'s means, variances and logits, hence its sorting, region and
+  classification losses (and its BatchNorm statistics), come from its own batch. At the start
+  of training the streams' class distributions are checked against the experts'.
+* ``distribution="reweight"``: one natural batch feeds all experts, and each loss carries
+  importance weights from the per-class weights ``w_c = p_c / omega_c``
+  (:func:`sample_weights`): the BCE per video, the region loss per (video, class) pair, the
+  sorting loss per ordered pair ``(i, p)`` by ``s_i s_p`` and per negative by ``s_n`` (what a
+  re-sampled batch would contain, in expectation). Cheaper (one pass), but a tail class
+  contributes a positive pair only when two of its videos share a natural batch, which is
+  rare: its pairs are few and carry huge weights (a noisy estimate).
+
+Measurements of both: ``docs/methods/medc.md``.
+
+Only the strategy loss ``strategy=bce`` composes with MEDC (each expert's BCE is MEDC's eq. 6;
+the strategy's loss object is used for val/test ``loss`` logging only); strategy batch
+transforms (mixup) are refused, and a strategy sampler (``strategy=cbs``/``srs``) is refused by
+the DataModule next to ``dataset.train_streams``.
 
 The shared ``aggregator``: MEDC's shared backbone is the aggregator's per-frame encoder
 (``aggregator.frame_mlp``, output width ``aggregator.output_dim``), i.e. ``aggregator=nonlinear``
@@ -54,20 +59,26 @@ Readings the paper leaves open are listed in ``docs/methods/medc.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
+from vltr.data.longtail import reversed_by_rank
+from vltr.data.samplers import ClassAwareSampler
 from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
 from vltr.models.medc import MEDCExperts, MEDCOutput, mean_sigmoid_logits
 from vltr.strategies.losses import BinaryCrossEntropy
 
 EXPERTS = ("long_tailed", "uniform", "inverse")
 INVERSE_PRIORS = ("reversed", "reciprocal")
+# how each expert gets its class distribution: its own re-sampled batch, or importance weights
+# on one natural batch
+DISTRIBUTIONS = ("resample", "reweight")
 
 
 # -- class distributions, weights and region targets (float64 arithmetic, [C] results) -------
@@ -96,12 +107,8 @@ def reversed_frequencies(freq: torch.Tensor) -> torch.Tensor:
     ranks receive, so equally frequent classes are treated alike whatever the sort order.
     For an exponential count profile (``n_c ∝ r^c``) this is exactly ``∝ 1 / n_c``.
     """
-    order = torch.argsort(freq, stable=True)
-    out = torch.empty_like(freq)
-    out[order] = freq[order.flip(0)]
-    values, group = torch.unique(freq, return_inverse=True)
-    sums = torch.zeros(len(values), dtype=freq.dtype).index_add(0, group, out)
-    return (sums / torch.bincount(group, minlength=len(values)).to(freq.dtype))[group]
+    rev = reversed_by_rank(freq.detach().cpu().double().numpy())
+    return torch.as_tensor(rev, dtype=freq.dtype, device=freq.device)
 
 
 def _check_expert(expert: str, inverse_prior: str) -> None:
@@ -150,20 +157,27 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
 
 
 def region_targets(expert: str, class_counts: Sequence[int], low: float = 0.1,
-                   high: float = 1.0, uniform: float = 0.5,
-                   inverse_prior: str = "reversed") -> torch.Tensor:
+                   high: float = 1.0, uniform: float = 0.5) -> torch.Tensor:
     """Eq. 7's ``gamma_k``, float32 ``[C]``: the target of ``sigma^2`` for each class.
 
     ``long_tailed``: ``low + (high - low) * minmax(omega)`` (the most frequent class ``high``,
-    the rarest ``low``: head regions larger); ``inverse``: the same on the expert's
-    distribution (reversed frequencies: the rarest class ``high``); ``uniform``: ``uniform``
-    for every class. Equal counts everywhere: the middle of ``[low, high]``.
+    the rarest ``low``: head regions larger); ``inverse``: its mirror image
+    ``low + high - gamma_long_tailed`` (the rarest class ``high``, the most frequent ``low``:
+    §III-C's "set the head classes to follow N(0, 0.1), and the tail classes N(0, 1)", the
+    long-tailed setting reversed class by class); ``uniform``: ``uniform`` for every class.
+    Equal counts everywhere: the middle of ``[low, high]``.
+
+    The mirror is not ``minmax(resort(omega))``: min-max of the reversed frequencies keeps
+    their skew (most classes of a long tail have small counts, so their reversed frequencies
+    are large but spread), and on a VideoLT-like profile it left half the tail below 0.3
+    instead of near ``high``.
     """
-    _check_expert(expert, inverse_prior)
+    _check_expert(expert, "reversed")
     if expert == "uniform":
         return torch.full((len(list(class_counts)),), float(uniform), dtype=torch.float32)
-    p = expert_distribution(expert, class_counts, inverse_prior)
-    return (low + (high - low) * _min_max(p)).to(torch.float32)
+    long_tailed = low + (high - low) * _min_max(label_frequencies(class_counts))
+    gamma = long_tailed if expert == "long_tailed" else (low + high) - long_tailed
+    return gamma.to(torch.float32)
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Ten
 
 
 def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                 normalize: bool = False) -> torch.Tensor:
+                 normalize: bool = False, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 3 over a batch of means ``mu`` ``[B, d]`` with multi-hot ``targets`` ``[B, C]``.
 
     Two videos are of "the same class" if they share at least one label (positives); videos
@@ -205,6 +219,13 @@ def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1
     and the loss is the mean over all such pairs. ``normalize`` uses cosine similarities
     (``mu`` L2-normalised) instead of the paper's dot product. No positive pair in the batch:
     0 (kept in the graph).
+
+    ``weights`` ``[B]`` (importance weights of the videos, :func:`sample_weights`): the loss a
+    batch re-sampled with those weights would give, from this batch. An ordered pair ``(i, p)``
+    occurs in a re-sampled batch (of the same size) ``s_i s_p`` times as often, a negative
+    ``n`` ``s_n / mean(s)`` times as often: each negative's ``exp(s_in)`` is multiplied by
+    ``s_n / mean(s)`` (the denominator keeps the batch's size) and the mean over pairs is
+    weighted by ``s_i s_p``. Constant weights: the unweighted loss.
     """
     x = mu.float()
     if normalize:
@@ -217,26 +238,37 @@ def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1
     negatives = ~shared & ~eye
     if not bool(positives.any()):
         return sim.sum() * 0.0
+    neg = sim
+    if weights is not None:
+        w = weights.to(sim)
+        copies = (w / w.mean()).clamp_min(torch.finfo(sim.dtype).tiny)
+        neg = sim + copies.log().unsqueeze(0)
     # finite fill, not -inf: a row without negatives must not give NaN gradients
-    neg_lse = sim.masked_fill(~negatives, torch.finfo(sim.dtype).min).logsumexp(dim=1)
+    neg_lse = neg.masked_fill(~negatives, torch.finfo(sim.dtype).min).logsumexp(dim=1)
     pair = torch.logaddexp(sim, neg_lse.unsqueeze(1)) - sim
-    return pair[positives].mean()
+    if weights is None:
+        return pair[positives].mean()
+    pair_w = (w.unsqueeze(1) * w.unsqueeze(0))[positives]
+    return (pair_w * pair[positives]).sum() / pair_w.sum()
 
 
-def region_loss(sigma: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor
-                ) -> torch.Tensor:
+def region_loss(sigma: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 7, ``E (sigma^2 - gamma_c)^2`` ("2-norm distance") over the pairs (video ``i``,
     positive class ``c``) and the ``d`` dimensions, weighted by the target value.
 
     ``sigma`` ``[B, d]``, ``targets`` ``[B, C]``, ``gamma`` ``[C]``. A multi-label video is
     pulled towards each of its classes' targets (its optimum: their mean). No positive label in
-    the batch: 0 (kept in the graph).
+    the batch: 0 (kept in the graph). ``weights`` ``[B]``: importance weights of the videos
+    (each pair weighted by its video's), as for :func:`sorting_loss`.
     """
     i, c = targets.nonzero(as_tuple=True)
     var = sigma.float().pow(2)
     if len(i) == 0:
         return var.sum() * 0.0
     w = targets[i, c].float()
+    if weights is not None:
+        w = w * weights.to(w)[i]
     per_pair = (var[i] - gamma.to(var)[c].unsqueeze(1)).pow(2).mean(dim=1)
     return (w * per_pair).sum() / w.sum()
 
@@ -257,7 +289,9 @@ class MEDCModule(VideoRecognitionModule):
     1.0, False). ``inverse_prior``: the inverse expert's distribution, ``"reversed"``
     frequencies (paper) or ``"reciprocal"`` (``∝ 1/n_c``). ``prior_bias_init``: each expert's
     classifier bias starts at ``logit(p_c)`` of its class distribution ``p`` (not in the paper;
-    False: PyTorch's default init). The other arguments are
+    False: PyTorch's default init). ``distribution``: ``"resample"`` (one batch per expert from
+    ``dataset.train_streams``) or ``"reweight"`` (one natural batch, importance weights on
+    every loss); see the module docstring. The other arguments are
     :class:`VideoRecognitionModule`'s; ``loss`` must be :class:`BinaryCrossEntropy` and
     ``batch_transform`` None.
     """
@@ -287,6 +321,7 @@ class MEDCModule(VideoRecognitionModule):
         sort_normalize: bool = False,
         inverse_prior: str = "reversed",
         prior_bias_init: bool = True,
+        distribution: str = "resample",
     ) -> None:
         encoder = getattr(aggregator, "frame_mlp", None)
         if not isinstance(encoder, nn.Module):
@@ -305,6 +340,9 @@ class MEDCModule(VideoRecognitionModule):
             raise ValueError("MEDC needs at least one expert")
         for name in names:
             _check_expert(name, inverse_prior)
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"MEDC: distribution must be one of {DISTRIBUTIONS}, got "
+                             f"{distribution!r}")
         lambdas = torch.tensor([lambda_mu, lambda_cls, lambda_sigma], dtype=torch.float64)
         if bool((lambdas < 0).any()) or float(lambdas.sum()) <= 0:
             raise ValueError(f"MEDC: lambdas must be >= 0 with a positive sum, got "
@@ -342,9 +380,10 @@ class MEDCModule(VideoRecognitionModule):
         self.sort_temperature = float(sort_temperature)
         self.sort_normalize = bool(sort_normalize)
         self.inverse_prior = inverse_prior
+        self.distribution = distribution
         weights = torch.stack([expert_class_weights(n, counts, inverse_prior) for n in names])
-        gamma = torch.stack([region_targets(n, counts, region_low, region_high,
-                                            uniform_region, inverse_prior) for n in names])
+        gamma = torch.stack([region_targets(n, counts, region_low, region_high, uniform_region)
+                             for n in names])
         # rebuilt from class_counts, not loaded from checkpoints (as the losses' buffers)
         self.register_buffer("class_weights", weights, persistent=False)  # [K, C]
         self.register_buffer("region_gamma", gamma, persistent=False)  # [K, C]
@@ -379,25 +418,112 @@ class MEDCModule(VideoRecognitionModule):
         return mean_sigmoid_logits(self.expert_logits(features, mask))
 
     # -- training
-    def loss_terms(self, batch: VideoBatch) -> dict[str, torch.Tensor]:
-        """The three terms of eq. 8, each summed over the experts (unweighted)."""
-        out = self.expert_outputs(batch.features, batch.mask, sample=True)
-        targets = batch.targets.to(out.logits.device).float()
-        terms = {"mu": out.mu.new_zeros(()), "cls": out.mu.new_zeros(()),
-                 "sigma": out.mu.new_zeros(())}
-        for k in range(len(self.expert_names)):
-            terms["mu"] = terms["mu"] + sorting_loss(out.mu[k], targets, self.sort_temperature,
-                                                     self.sort_normalize)
-            weights = sample_weights(targets, self.class_weights[k])
-            terms["cls"] = terms["cls"] + weighted_bce(out.logits[k], targets, weights)
-            terms["sigma"] = terms["sigma"] + region_loss(out.sigma[k], targets,
-                                                          self.region_gamma[k])
-        return terms
+    def _expert_terms(self, k: int, mu: torch.Tensor, sigma: torch.Tensor, logits: torch.Tensor,
+                      targets: torch.Tensor, weights: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Expert ``k``'s eq. 3, eq. 6 and eq. 7 on its batch (``weights``: importance weights
+        of the videos, None for a batch already drawn from the expert's distribution)."""
+        ones = torch.ones(len(targets), device=targets.device)
+        return (sorting_loss(mu, targets, self.sort_temperature, self.sort_normalize, weights),
+                weighted_bce(logits, targets, ones if weights is None else weights),
+                region_loss(sigma, targets, self.region_gamma[k], weights))
 
-    def training_loss(self, batch: VideoBatch) -> torch.Tensor:
+    def loss_terms(self, batch: VideoBatch | Mapping[str, VideoBatch]
+                   ) -> dict[str, torch.Tensor]:
+        """The three terms of eq. 8, each summed over the experts (unweighted).
+
+        ``distribution="resample"``: ``batch`` maps each expert's name to a batch drawn from
+        its class distribution (``dataset.train_streams``), and every loss of expert ``k`` runs
+        on its own batch. ``"reweight"``: one natural batch; every loss of expert ``k`` is
+        importance-weighted to its distribution.
+        """
+        names = self.expert_names
+        if isinstance(batch, Mapping):
+            if self.distribution != "resample":
+                raise ValueError("MEDC (method.distribution=reweight) re-weights one natural "
+                                 "batch, but got one batch per training stream: set "
+                                 "dataset.train_streams=null")
+            missing = [n for n in names if n not in batch]
+            if missing:
+                raise ValueError(f"MEDC: no training stream for expert(s) {missing}; the batch "
+                                 f"has {sorted(batch)} (dataset.train_streams)")
+            # the shared encoder once per stream (an expert list may name a stream twice)
+            encoded = {n: self.encode(batch[n].features, batch[n].mask)
+                       for n in dict.fromkeys(names)}
+            parts = []
+            for k, name in enumerate(names):
+                frames, mask = encoded[name]
+                mu, sigma, logits = self.experts.experts[k](frames, mask, sample=True)
+                targets = batch[name].targets.to(logits.device).float()
+                parts.append(self._expert_terms(k, mu, sigma, logits, targets, None))
+        else:
+            if self.distribution != "reweight":
+                raise ValueError("MEDC (method.distribution=resample) needs one training batch "
+                                 "per expert (dataset.train_streams, which method=medc sets); "
+                                 "got a single batch (method.distribution=reweight re-weights "
+                                 "one natural batch instead)")
+            out = self.expert_outputs(batch.features, batch.mask, sample=True)
+            targets = batch.targets.to(out.logits.device).float()
+            parts = [self._expert_terms(k, out.mu[k], out.sigma[k], out.logits[k], targets,
+                                        sample_weights(targets, self.class_weights[k]))
+                     for k in range(len(names))]
+        mu_terms, cls_terms, sigma_terms = zip(*parts, strict=True)
+        return {"mu": torch.stack(mu_terms).sum(), "cls": torch.stack(cls_terms).sum(),
+                "sigma": torch.stack(sigma_terms).sum()}
+
+    def training_loss(self, batch: VideoBatch | Mapping[str, VideoBatch]) -> torch.Tensor:
         terms = self.loss_terms(batch)
         if self._trainer is not None:
             self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()},
-                          on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+                          on_step=False, on_epoch=True, batch_size=_batch_size(batch),
+                          sync_dist=True)
         return (self.lambda_mu * terms["mu"] + self.lambda_cls * terms["cls"]
                 + self.lambda_sigma * terms["sigma"])
+
+    def training_step(self, batch: VideoBatch | Mapping[str, VideoBatch],
+                      batch_idx: int) -> torch.Tensor:
+        if not isinstance(batch, Mapping):
+            return super().training_step(batch, batch_idx)
+        loss = self.training_loss(batch)  # no batch transforms (refused at construction)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=_batch_size(batch), sync_dist=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        """Refuse, in one line, training streams whose class distributions are not the
+        experts' (e.g. ``method.inverse_prior`` changed without the inverse stream's sampler)."""
+        if self.distribution != "resample":
+            return
+        # a CombinedLoader's iterables: {stream: DataLoader}
+        iterables = self.trainer.train_dataloader
+        if not isinstance(iterables, Mapping):
+            return  # a single loader: loss_terms says what is wrong on the first batch
+        counts = self.class_counts.cpu().numpy()
+        for name in dict.fromkeys(self.expert_names):
+            loader = iterables.get(name)
+            if loader is None:
+                continue  # loss_terms names the missing stream
+            drawn = stream_class_distribution(getattr(loader, "sampler", None), counts)
+            expected = expert_distribution(name, counts.tolist(), self.inverse_prior).numpy()
+            present = counts > 0
+            expected = expected[present] / expected[present].sum()
+            if not np.allclose(drawn[present], expected, rtol=1e-6, atol=1e-9):
+                raise ValueError(f"MEDC: training stream {name!r} does not draw the {name} "
+                                 f"expert's class distribution (inverse_prior="
+                                 f"{self.inverse_prior}); check dataset.train_streams.{name}")
+
+
+def _batch_size(batch: VideoBatch | Mapping[str, VideoBatch]) -> int:
+    if isinstance(batch, Mapping):
+        return sum(len(b) for b in batch.values())
+    return len(batch)
+
+
+def stream_class_distribution(sampler: Any, class_counts: np.ndarray) -> np.ndarray:
+    """The class distribution a training loader's sampler draws, float64 ``[C]``: a
+    :class:`ClassAwareSampler`'s class probabilities, else (shuffled or sequential order) the
+    label frequencies of the training counts."""
+    if isinstance(sampler, ClassAwareSampler):
+        return np.asarray(sampler.class_probs, dtype=np.float64)
+    counts = np.asarray(class_counts, dtype=np.float64)
+    return counts / counts.sum()

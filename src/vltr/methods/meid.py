@@ -14,6 +14,11 @@ class-balanced sampling (the stage's sampler), on the frozen attention ``A`` (eq
 Inference (the base class's val/test metrics through :meth:`forward`): ``Y`` in stage 1,
 ``Y + Y_F`` in stage 2. ``L_cls`` is the strategy's loss (focal in ``method=meid``).
 
+Motion (eq. 10) is always a difference of true adjacent frames of the stored sequence: in
+training the batch carries the frame after each sampled frame (``VideoBatch.next_features``,
+``dataset.next_frames``, which ``method=meid`` turns on for stage 2), in evaluation the frames
+are the whole sequence in order.
+
 Parameter names: expert 1 is ``aggregator.*`` (a
 :class:`~vltr.models.attention.FrameAttentionAggregator`: ``embedding`` = eq. 2,
 ``attention_net`` = eq. 3), ``classifier.*`` (the base class's ``Linear``, eq. 4) and
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +62,9 @@ class MEIDModule(VideoRecognitionModule):
     of each neck (not in the paper); ``variance_over``: what eq. 7's ``Var`` runs over
     (``"batch"``, or ``"features"``); ``expert2_dim``: the second expert's embedding and fused
     size (null: expert 1's embedding size); ``expert2_dropout``: after its embeddings.
+    Ablations: ``distill_weight=0`` trains without eq. 7 (no necks are built);
+    ``use_motion=False`` gives expert 2 no motion branch (eq. 10-11); ``complementary=False``
+    pools expert 2's frames without eq. 8's ``R``.
 
     Head / tail classes for the necks: the dataset's groups from the training counts (head
     ``n > head_min``, tail ``n <= tail_max``); medium classes are in neither neck. Without a
@@ -80,6 +89,8 @@ class MEIDModule(VideoRecognitionModule):
         variance_over: str = "batch",
         expert2_dim: int | None = None,
         expert2_dropout: float = 0.0,
+        use_motion: bool = True,
+        complementary: bool = True,
     ) -> None:
         if not isinstance(aggregator, FrameAttentionAggregator):
             raise ValueError(f"MEID needs aggregator=frame_attention (its expert 1 is a "
@@ -106,6 +117,8 @@ class MEIDModule(VideoRecognitionModule):
         if not has_groups:
             log.warning("MEID: %d head and %d tail classes: no necks, distillation loss off",
                         len(head), len(tail))
+        # no necks without a distillation loss: every parameter keeps a gradient (DDP)
+        has_groups = has_groups and self.distill_weight > 0
         self.necks = ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) if has_groups \
             else None
         self.expert2: ComplementaryMotionExpert | None = None
@@ -114,7 +127,9 @@ class MEIDModule(VideoRecognitionModule):
             input_dim = aggregator.attention_net[0].in_features
             embed = aggregator.output_dim if expert2_dim is None else expert2_dim
             self.expert2 = ComplementaryMotionExpert(input_dim, num_classes, embed_dim=embed,
-                                                     beta=beta, dropout=expert2_dropout)
+                                                     beta=beta, dropout=expert2_dropout,
+                                                     use_motion=use_motion,
+                                                     complementary=complementary)
             self.necks2 = ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) \
                 if has_groups else None
             for module in self.expert1_modules():
@@ -158,6 +173,19 @@ class MEIDModule(VideoRecognitionModule):
         m_head, m_tail = necks(logits)
         return variance_distillation_loss(m_head, m_tail, over=self.variance_over)
 
+    def transform_batch(self, batch: VideoBatch) -> VideoBatch:
+        """Frame-level mixing (``strategy=mixup``) mixes the frames and the frames after them
+        with the same pairs and weights, so that mixed motion stays a difference of the mixed
+        video's adjacent frames."""
+        if batch.next_features is None or self.batch_transform is None:
+            return super().transform_batch(batch)
+        t = batch.features.shape[1]
+        both = replace(batch, features=torch.cat([batch.features, batch.next_features], dim=1),
+                       next_features=None)
+        mixed = super().transform_batch(both)
+        return replace(mixed, features=mixed.features[:, :t],
+                       next_features=mixed.features[:, t:])
+
     def training_loss(self, batch: VideoBatch) -> torch.Tensor:
         x, mask = batch.features.float(), batch.mask
         if self.expert2 is None:  # eq. 13
@@ -165,9 +193,15 @@ class MEIDModule(VideoRecognitionModule):
             cls_loss = self.loss_fn(logits, batch.targets)
             distill = self.distillation(logits, self.necks)
         else:  # eq. 14, expert 1 frozen
+            next_frames = batch.next_features
+            if self.expert2.use_motion and next_frames is None:
+                raise ValueError("MEID stage 2 needs the stored frame after each training frame "
+                                 "for its motion features (dataset.next_frames=true, which "
+                                 "method=meid sets in stage 2)")
             with torch.no_grad():
                 logits, attention = self.expert1(x, mask)
-            logits_f = self.expert2(x, attention, mask)
+            logits_f = self.expert2(x, attention, mask,
+                                    None if next_frames is None else next_frames.float())
             cls_loss = self.loss_fn(logits + logits_f, batch.targets)
             distill = self.distillation(logits_f, self.necks2)
         self.log_dict({"train/cls_loss": cls_loss.detach(), "train/distill_loss": distill.detach()},

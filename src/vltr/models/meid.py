@@ -121,22 +121,42 @@ def complementary_weights(
 
 
 def motion_features(
-    x: torch.Tensor, mask: torch.Tensor | None = None
+    x: torch.Tensor, mask: torch.Tensor | None = None, next_frames: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Eq. 10: ``X_M = [x_2 - x_1, ..., x_N - x_{N-1}, mean_n x_n]``, ``[B, T, D]``.
+    """Eq. 10: ``X_M = [x_2 - x_1, ..., x_N - x_{N-1}, mean_n x_n]``: differences of adjacent
+    video frames, then the temporal mean (the static appearance).
 
-    ``T - 1`` differences of adjacent frames followed by the temporal mean (the static
-    appearance), so ``X_M`` has as many rows as ``X``. With a ``[B, T]`` mask, a difference is
-    kept only where both of its frames are real, and the mean is over the real frames; the
-    returned mask marks the valid rows (``None`` without a mask). Invalid rows are 0.
+    ``next_frames`` None: ``x`` ``[B, T, D]`` is the video's whole frame sequence in order
+    (evaluation); its ``T - 1`` adjacent differences and the mean, ``T`` rows. With a
+    ``[B, T]`` mask a difference is kept only where both of its frames are real, and the mean is
+    over the real frames.
+
+    ``next_frames`` ``[B, t, D]``: ``x`` holds sampled frames ``x[i_k]`` (a training clip) and
+    ``next_frames`` the stored frames ``x[i_k + 1]`` after them; the rows are
+    ``x[i_k + 1] - x[i_k]`` for every sampled frame (valid where the mask is) and the mean of
+    the sampled frames, ``t + 1`` rows. Both forms take differences of true adjacent frames of
+    the stored sequence; the training rows are a random subset of the evaluation rows. (The
+    differences of a clip drawn with replacement and sorted are not: repeated frames give zero
+    rows, and neighbours in the clip need not be neighbours in the video.)
+
+    Returns ``(X_M, valid)``: ``valid`` marks the valid rows (``None`` without a mask); invalid
+    rows are 0.
     """
     x = _zero_masked(x, mask)
-    diffs = x[:, 1:] - x[:, :-1]
     mean = masked_mean(x, mask).unsqueeze(1)
+    if next_frames is not None:
+        if next_frames.shape != x.shape:
+            raise ValueError(f"next_frames {tuple(next_frames.shape)} must have the shape of the "
+                             f"frames {tuple(x.shape)}")
+        diffs = _zero_masked(next_frames.to(x.dtype), mask) - x
+        pair_valid = mask
+    else:
+        diffs = x[:, 1:] - x[:, :-1]
+        pair_valid = None if mask is None else mask[:, 1:] & mask[:, :-1]
     x_m = torch.cat([diffs, mean], dim=1)
     if mask is None:
         return x_m, None
-    valid = torch.cat([mask[:, 1:] & mask[:, :-1], mask.any(dim=1, keepdim=True)], dim=1)
+    valid = torch.cat([pair_valid, mask.any(dim=1, keepdim=True)], dim=1)
     return _zero_masked(x_m, valid), valid
 
 
@@ -155,7 +175,11 @@ class ComplementaryMotionExpert(nn.Module):
     sigmoid attention pooling. Because ``fuse`` and ``classifier`` are affine, the mean of the
     per-frame ``X_F`` equals ``fuse`` of the concatenated means, which is what is computed: the
     mean of ``R_t T_t`` over the real frames and the mean of the embedded motion rows over
-    their valid rows (without a mask both are means over ``T`` rows, the same frame set).
+    their valid rows.
+
+    Ablations: ``complementary=False`` pools the frame embeddings without ``R`` (every frame
+    weight 1); ``use_motion=False`` drops eq. 10 and the motion half of eq. 11 (``fuse`` is then
+    ``Linear(E -> fused)`` on ``X_C`` alone).
     """
 
     def __init__(
@@ -166,6 +190,8 @@ class ComplementaryMotionExpert(nn.Module):
         fused_dim: int | None = None,
         beta: float = 0.5,
         dropout: float = 0.0,
+        use_motion: bool = True,
+        complementary: bool = True,
     ) -> None:
         super().__init__()
         if not beta > 0:
@@ -173,25 +199,39 @@ class ComplementaryMotionExpert(nn.Module):
         embed_dim = input_dim if embed_dim is None else embed_dim
         fused_dim = embed_dim if fused_dim is None else fused_dim
         self.beta = float(beta)
+        self.use_motion = bool(use_motion)
+        self.complementary = bool(complementary)
         self.embedding = frame_embedding(input_dim, embed_dim, dropout)
-        self.motion_embedding = frame_embedding(input_dim, embed_dim, dropout)
-        self.fuse = nn.Linear(2 * embed_dim, fused_dim)
+        self.motion_embedding = frame_embedding(input_dim, embed_dim, dropout) \
+            if self.use_motion else None
+        self.fuse = nn.Linear((2 if self.use_motion else 1) * embed_dim, fused_dim)
         self.classifier = nn.Linear(fused_dim, num_classes)
         self.output_dim = fused_dim
 
     def features(
-        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None
+        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None,
+        next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The temporally pooled fused representation ``X_F``, ``[B, fused_dim]``."""
+        """The temporally pooled fused representation ``X_F``, ``[B, fused_dim]``.
+
+        ``next_frames``: the stored frame after each frame of ``x`` (training clips); None when
+        ``x`` is the whole sequence in order (see :func:`motion_features`).
+        """
         x = _zero_masked(x, mask)
-        r = complementary_weights(attention, self.beta, mask)  # eq. 8
+        if self.complementary:
+            r = complementary_weights(attention, self.beta, mask)  # eq. 8
+        else:
+            r = torch.ones_like(attention) if mask is None else mask.to(attention.dtype)
         x_c = masked_mean(self.embedding(x) * r.unsqueeze(-1), mask)  # eq. 9, pooled
-        x_m, motion_mask = motion_features(x, mask)  # eq. 10
+        if self.motion_embedding is None:
+            return self.fuse(x_c)
+        x_m, motion_mask = motion_features(x, mask, next_frames)  # eq. 10
         m = masked_mean(self.motion_embedding(x_m), motion_mask)
         return self.fuse(torch.cat([x_c, m], dim=-1))  # eq. 11
 
     def forward(
-        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None
+        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None,
+        next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Eq. 12: ``Y_F``, ``[B, num_classes]``."""
-        return self.classifier(self.features(x, attention, mask))
+        return self.classifier(self.features(x, attention, mask, next_frames))
