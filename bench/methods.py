@@ -33,8 +33,8 @@ from vltr.training.builders import build_module
 # (row name, Hydra overrides): each method with the aggregator its paper uses
 METHODS = [
     ("bce", ["strategy=bce", "aggregator=nonlinear"]),
-    ("framestack", ["strategy=framestack", "aggregator=nonlinear"]),
-    ("move", ["strategy=move"]),
+    ("framestack", ["method=framestack", "aggregator=nonlinear"]),
+    ("move", ["method=move"]),
     ("medc", ["method=medc"]),
     ("meid (stage 1)", ["method=meid", "method.stage=1"]),
     ("meid (stage 2)", ["method=meid", "method.stage=2"]),

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
+from vltr.methods.base import MethodSetup
 from vltr.methods.medc import (
     MEDCModule,
     expert_class_weights,
@@ -45,10 +46,12 @@ def make_module(counts: list[int] = COUNTS, **kwargs: object) -> MEDCModule:
     agg = kwargs.pop("aggregator", None) or NonLinearFrameAggregator(D, hidden_dim=16,
                                                                      dropout=0.0)
     loss = kwargs.pop("loss", None) or BinaryCrossEntropy()
+    transform = kwargs.pop("batch_transform", None)
     kwargs.setdefault("distribution", "reweight")
-    return MEDCModule(agg, num_classes=len(counts), loss=loss,
-                      optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
-                      class_counts=counts, embed_dim=12, **kwargs)
+    setup = MethodSetup(aggregator=agg, loss=loss, class_counts=counts,
+                        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+                        batch_transform=transform)
+    return MEDCModule(setup, embed_dim=12, **kwargs)
 
 
 def one_hot(classes: list[int], c: int = C) -> torch.Tensor:
@@ -178,7 +181,7 @@ def test_gradients_reach_the_variance_through_the_reparameterisation() -> None:
 def test_every_parameter_gets_a_gradient_from_the_training_loss() -> None:
     torch.manual_seed(0)
     module = make_module()
-    assert not hasattr(module, "classifier")  # the base class's head is removed
+    assert module.classifier is None  # each expert carries its own head
     loss = module.training_loss(batch_of([0, 0, 1, 2, 3, 4, 4]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from vltr.data.datamodule import VideoBatch, VideoFeatureDataModule, VideoFeatureDataset
 from vltr.data.store import FeatureStore, write_store
+from vltr.methods.base import MethodSetup
 from vltr.methods.meid import MEIDModule
 from vltr.models.aggregators import NonLinearFrameAggregator
 from vltr.models.attention import FrameAttentionAggregator
@@ -43,10 +44,15 @@ D = 12
 
 def make_module(stage: int = 1, dropout: float = 0.0, **kwargs: object) -> MEIDModule:
     agg = FrameAttentionAggregator(D, attention_dim=8, embed_dim=10, dropout=dropout)
-    return MEIDModule(agg, num_classes=len(COUNTS), loss=FocalLoss(),
-                      optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
-                      class_counts=COUNTS, head_min=50, tail_max=10, stage=stage, neck_dim=4,
+    return MEIDModule(meid_setup(agg, lr=1e-2), stage=stage, neck_dim=4,
                       expert2_dropout=dropout, **kwargs)
+
+
+def meid_setup(agg: torch.nn.Module, counts: list[int] = COUNTS, lr: float = 1e-3,
+               batch_transform: object = None) -> MethodSetup:
+    return MethodSetup(aggregator=agg, loss=FocalLoss(), class_counts=counts,
+                       optimizer=functools.partial(torch.optim.Adam, lr=lr), head_min=50,
+                       tail_max=10, batch_transform=batch_transform)
 
 
 def batch_of(b: int = 6, t: int = 20, seed: int = 0) -> VideoBatch:
@@ -101,9 +107,7 @@ def test_shapes_any_number_of_frames(t: int) -> None:
 
 def test_needs_frame_attention_aggregator() -> None:
     with pytest.raises(ValueError, match="frame_attention"):
-        MEIDModule(NonLinearFrameAggregator(D, hidden_dim=8), num_classes=len(COUNTS),
-                   loss=FocalLoss(), optimizer=functools.partial(torch.optim.Adam),
-                   class_counts=COUNTS)
+        MEIDModule(meid_setup(NonLinearFrameAggregator(D, hidden_dim=8)))
     with pytest.raises(ValueError, match="stage"):
         make_module(3)
 
@@ -233,9 +237,8 @@ def test_necks_split_head_and_tail_classes() -> None:
     changed[:, 2:4] += 100.0
     assert torch.equal(necks(changed)[0], m_head) and torch.equal(necks(changed)[1], m_tail)
     # no tail class: no necks, L_d = 0
-    flat = MEIDModule(FrameAttentionAggregator(D, attention_dim=4), num_classes=3,
-                      loss=FocalLoss(), optimizer=functools.partial(torch.optim.Adam),
-                      class_counts=[200, 100, 60], head_min=50, tail_max=10)
+    flat = MEIDModule(meid_setup(FrameAttentionAggregator(D, attention_dim=4),
+                                 counts=[200, 100, 60]))
     assert flat.necks is None
     assert flat.distillation(torch.randn(4, 3), flat.necks).item() == 0.0
 
@@ -248,18 +251,23 @@ SMALL = ["method=meid", "logger=none", "aggregator.attention_dim=16", "method.ne
 
 
 def test_config_two_stages(compose_cfg: Callable[..., DictConfig]) -> None:
-    cfg = compose_cfg("method=meid", "trainer.max_epochs=100")
+    cfg = compose_cfg("method=meid", "schedule=meid")
     assert cfg.aggregator._target_.endswith("FrameAttentionAggregator")
     assert cfg.method._target_ == "vltr.methods.meid.MEIDModule"
-    assert list(cfg.method.scheduler.milestones) == [30, 60]
-    assert cfg.method.optimizer.lr == pytest.approx(1e-3)
-    assert [s.method.stage for s in cfg.stages] == [1, 2]
-    assert cfg.stages[1].method.optimizer.lr == pytest.approx(1e-4)
-    assert all(s.strategy.loss._target_.endswith("FocalLoss") for s in cfg.stages)
-    sampler = cfg.stages[1].strategy.sampler
+    assert cfg.trainer.max_epochs == 100
+    assert list(cfg.schedule.scheduler.milestones) == [30, 60]
+    assert cfg.schedule.optimizer.lr == pytest.approx(1e-3)
+    assert cfg.method.stage2_lr_scale == pytest.approx(0.1)  # stage 2: 1e-4
+    stages = cfg.method.stages
+    assert [s.method.stage for s in stages] == [1, 2]
+    # the loss is the strategy's (focal by default; strategy=bce is the control's)
+    assert cfg.strategy.name == "focal"
+    assert all("strategy" not in s or "loss" not in s.strategy for s in stages)
+    assert compose_cfg("method=meid", "strategy=bce").strategy.name == "bce"
+    sampler = stages[1].strategy.sampler
     assert sampler._target_.endswith("ClassAwareSampler") and sampler.power == 0.0
     assert sampler.seed == cfg.seed
-    assert "sampler" not in cfg.stages[0].strategy
+    assert "strategy" not in stages[0]
     # an explicit aggregator still wins over the method's default
     assert compose_cfg("method=meid", "aggregator=nonlinear").aggregator._target_.endswith(
         "NonLinearFrameAggregator")
@@ -288,10 +296,12 @@ def test_two_stages_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
     assert all(torch.equal(e1[k], e2[k]) for k in e1)
     run2 = s2["vltr"]["config"]
     assert run2["method"]["stage"] == 2
-    assert run2["method"]["optimizer"]["lr"] == pytest.approx(1e-4)
+    # stage 2 trains at stage2_lr_scale x the schedule's lr
+    lrs = [g["lr"] for g in s2["optimizer_states"][0]["param_groups"]]
+    assert lrs and all(lr == pytest.approx(0.1 * cfg.schedule.optimizer.lr) for lr in lrs)
     assert run2["strategy"]["sampler"]["_target_"].endswith("ClassAwareSampler")
     assert run2["strategy"]["loss"]["_target_"].endswith("FocalLoss")
-    assert s1["vltr"]["config"]["strategy"]["sampler"] is None
+    assert s1["vltr"]["config"]["strategy"].get("sampler") is None
     # the stage-2 checkpoint re-evaluates on its own (vltr-eval): same test metrics
     ev = evaluate(compose_cfg(f"ckpt_path={result['best_ckpt']}", "splits=[test]",
                               "trainer.enable_progress_bar=false", config_name="eval"))
@@ -299,7 +309,7 @@ def test_two_stages_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
 
 
 def test_start_stage_2_from_stage1_checkpoint(compose_cfg: Callable[..., DictConfig]) -> None:
-    stage1 = train(compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "stages=null"))
+    stage1 = train(compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "method.stages=null"))
     ckpt = stage1["best_ckpt"]
     assert ckpt and Path(ckpt).is_file()
     cfg = compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "start_stage=2",
@@ -400,10 +410,8 @@ def test_stage2_training_needs_the_next_frames() -> None:
 def test_mixup_mixes_frames_and_their_successors_alike() -> None:
     torch.manual_seed(0)
     agg = FrameAttentionAggregator(D, attention_dim=8, embed_dim=10)
-    module = MEIDModule(agg, num_classes=len(COUNTS), loss=FocalLoss(),
-                        optimizer=functools.partial(torch.optim.Adam), class_counts=COUNTS,
-                        head_min=50, tail_max=10, stage=2, neck_dim=4,
-                        batch_transform=FeatureMixup(alpha=1.0))
+    module = MEIDModule(meid_setup(agg, batch_transform=FeatureMixup(alpha=1.0)), stage=2,
+                        neck_dim=4)
     batch = batch_of(t=5)
     video = torch.cat([batch.features, batch.next_features[:, -1:]], dim=1).float()
     torch.manual_seed(3)
@@ -451,17 +459,17 @@ def test_config_stage2_reads_next_frames_and_ablations_compose(
 ) -> None:
     cfg = compose_cfg("method=meid")
     assert cfg.dataset.next_frames is False
-    assert cfg.stages[1].dataset.next_frames is True  # ${method.use_motion}
-    assert compose_cfg("method=meid", "method.use_motion=false").stages[1].dataset.next_frames \
-        is False
+    assert cfg.method.stages[1].dataset.next_frames is True  # ${method.use_motion}
+    off = compose_cfg("method=meid", "method.use_motion=false")
+    assert off.method.stages[1].dataset.next_frames is False
     # one schedule for MEID (both stages) and its control on the same aggregator and head
-    meid = compose_cfg("method=meid", "trainer.max_epochs=12", "method.scheduler.milestones=[9]")
-    control = compose_cfg("method=meid", "stages=null", "method.distill_weight=0",
-                          "strategy=bce", "trainer.max_epochs=12",
-                          "method.scheduler.milestones=[9]")
-    assert list(meid.method.scheduler.milestones) == [9]
-    assert all("scheduler" not in s.method for s in meid.stages)
-    assert control.method.scheduler == meid.method.scheduler
-    assert control.aggregator == meid.aggregator
+    meid = compose_cfg("method=meid", "schedule.epochs=12", "schedule.scheduler.milestones=[9]")
+    control = compose_cfg("method=base", "aggregator=frame_attention", "strategy=focal",
+                          "schedule.epochs=12", "schedule.scheduler.milestones=[9]",
+                          "dataset.clip_frames=${features.frames}")
+    assert list(meid.schedule.scheduler.milestones) == [9]
+    assert all("schedule" not in s for s in meid.method.stages)
+    assert control.schedule == meid.schedule and control.trainer == meid.trainer
+    assert control.aggregator == meid.aggregator and control.head == meid.head
     assert control.dataset.clip_frames == meid.dataset.clip_frames
-    assert control.strategy.loss._target_.endswith("BinaryCrossEntropy")
+    assert control.strategy == meid.strategy

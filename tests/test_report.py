@@ -209,16 +209,16 @@ def test_overrides_are_compared_by_value_in_the_composed_config(tmp_path: Path) 
     runs = [
         # an explicit default equals the default; 1e-3 equals 0.001
         load_run(fake_run(tmp_path / "a", seed=0, overrides=("trainer.max_epochs=20",
-                                                             "method.optimizer.lr=1e-3"),
+                                                             "schedule.optimizer.lr=1e-3"),
                           composed=composed.format(s=0, lr=0.001))),
         load_run(fake_run(tmp_path / "b", seed=1, composed=composed.format(s=1, lr=0.001))),
-        load_run(fake_run(tmp_path / "c", seed=2, overrides=("method.optimizer.lr=0.01",
+        load_run(fake_run(tmp_path / "c", seed=2, overrides=("schedule.optimizer.lr=0.01",
                                                              "dataset.num_workers=8"),
                           composed=composed.format(s=2, lr=0.01))),
     ]
     rows = method_table(runs, "val")
     assert [(r["n"], r["settings"]) for r in rows] == [
-        (2, "method.optimizer.lr=0.001"), (1, "method.optimizer.lr=0.01")]
+        (2, "schedule.optimizer.lr=0.001"), (1, "schedule.optimizer.lr=0.01")]
     # loader workers and the seed are not settings; a repeated seed is said
     assert load_run(fake_run(tmp_path / "d", seed=2, overrides=("dataset.num_workers=2",),
                              composed=composed.format(s=2, lr=0.01))).overrides

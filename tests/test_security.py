@@ -28,11 +28,11 @@ from vltr.utils.errors import CheckpointError, ConfigError, VltrError
 from conftest import TINY_OVERRIDES, compose_at, run_cli
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vltr"
-EPOCHS = ["trainer.max_epochs=2", "method.scheduler.milestones=[1]"]
+EPOCHS = ["schedule.epochs=2", "schedule.scheduler.milestones=[1]"]
 TINY = [
     o
     for o in TINY_OVERRIDES
-    if not o.startswith(("trainer.max_epochs", "method.scheduler.milestones"))
+    if not o.startswith(("trainer.max_epochs", "schedule.epochs", "schedule.scheduler.milestones"))
 ]
 # the dataset part of TINY (vltr-eval ... dataset=synthetic)
 TINY_DATA = [o for o in TINY if o.lstrip("+").startswith(("dataset.", "features."))]
@@ -101,9 +101,10 @@ def main_exit(
 ) -> tuple[int, str]:
     """``PROG ARGV`` in this process, through the console script's own function; returns the
     exit status and the last line of stderr (asserting there is no traceback)."""
-    from vltr import evaluate, train
+    from vltr.cli import eval as eval_cli
+    from vltr.cli import train as train_cli
 
-    main = {"vltr-train": train.main, "vltr-eval": evaluate.main}[prog]
+    main = {"vltr-train": train_cli.main, "vltr-eval": eval_cli.main}[prog]
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # restored after the test
     monkeypatch.setattr(
         sys, "argv", [prog, *argv, "hydra/job_logging=none", "hydra/hydra_logging=none"]
@@ -286,8 +287,8 @@ def test_damaged_last_checkpoint_names_the_others(
         ("dataset.batch_size=-2", "dataset.batch_size: must be >= 1, got -2"),
         ("dataset.num_workers=-1", "dataset.num_workers: must be >= 0, got -1"),
         ("dataset.synthetic.n_max=-5", "dataset.synthetic.n_max: must be >= 1, got -5"),
-        ("method.optimizer.lr=0", "method.optimizer.lr: must be > 0, got 0"),
-        ("method.optimizer.lr=-0.1", "method.optimizer.lr: must be > 0, got -0.1"),
+        ("schedule.optimizer.lr=0", "schedule.optimizer.lr: must be > 0, got 0"),
+        ("schedule.optimizer.lr=-0.1", "schedule.optimizer.lr: must be > 0, got -0.1"),
     ],
 )
 def test_out_of_range_values_are_one_line(tmp_path: Path, override: str, message: str) -> None:

@@ -17,6 +17,10 @@ The frames and batches are the same in every mode for the same seed.
 ``x[i + 1] - x[i]`` is a difference of true adjacent frames, as in evaluation's full sequence.
 ``train_streams``: several training loaders, each with its own sampler, combined into one
 ``{name: VideoBatch}`` batch per step (per-expert class distributions, MEDC).
+
+Longer than most modules: the batch types, the dataset's one-read batch path and the
+DataModule's loaders (streams, resident mode, samplers) depend on each other's buffer and worker
+rules and are read together.
 """
 
 from __future__ import annotations
@@ -64,12 +68,26 @@ class VideoBatch:
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    @classmethod
+    def read(cls, frames: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
+             next_frames: bool = False, mask: torch.Tensor | None = None) -> Any:
+        """A batch from one batch read: ``frames`` is ``[B, t, D]``, or with ``next_frames``
+        ``[B, 2t, D]`` (the clip, then each frame's successor; split here as views)."""
+        if not next_frames:
+            return cls(features=frames, targets=targets, index=index, mask=mask)
+        t = frames.shape[1] // 2
+        return cls(features=frames[:, :t], targets=targets, index=index, mask=mask,
+                   next_features=frames[:, t:])
+
     def pin_memory(self) -> VideoBatch:
         """Page-locked copies, for ``DataLoader(pin_memory=True)`` (asynchronous host-to-device
         copies); the DataLoader calls this in its pinning thread."""
+        def pin(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.pin_memory()
+
         return VideoBatch(features=self.features.pin_memory(),
                           targets=self.targets.pin_memory(), index=self.index.pin_memory(),
-                          mask=None if self.mask is None else self.mask.pin_memory())
+                          mask=pin(self.mask), next_features=pin(self.next_features))
 
 
 class PooledVideoBatch(VideoBatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 GROUP_NAMES = ("head", "medium", "tail")
@@ -115,3 +117,34 @@ def reversed_by_rank(values: np.ndarray) -> np.ndarray:
     uniq, group = np.unique(v, return_inverse=True)
     sums = np.bincount(group, weights=out, minlength=len(uniq))
     return (sums / np.bincount(group, minlength=len(uniq)))[group]
+
+
+# the class distributions a long-tailed method or evaluation draws from: the training labels'
+# own (long-tailed), every class alike, and the long tail reversed (MEDC's resort(omega))
+CLASS_DISTRIBUTIONS = ("longtailed", "uniform", "inverse")
+
+
+def label_distribution(class_counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``omega_c = n_c / sum_c n_c``, float64 ``[C]``; ``n_c`` clamped to ``>= 1`` (a class
+    without training videos counts as the rarest possible, finite weights)."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0:
+        raise ValueError("class_counts must be a non-empty 1-D sequence")
+    if bool((counts < 0).any()):
+        raise ValueError("class_counts must be non-negative")
+    counts = np.maximum(counts, 1.0)
+    return counts / counts.sum()
+
+
+def class_distribution(name: str, class_counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """P(class), float64 ``[C]`` summing to 1: ``longtailed`` (the label frequencies),
+    ``uniform`` or ``inverse`` (the frequencies reversed by rank, :func:`reversed_by_rank`)."""
+    if name not in CLASS_DISTRIBUTIONS:
+        raise ValueError(f"unknown class distribution {name!r}; choose from "
+                         f"{CLASS_DISTRIBUTIONS}")
+    freq = label_distribution(class_counts)
+    if name == "longtailed":
+        return freq
+    if name == "uniform":
+        return np.full_like(freq, 1.0 / freq.size)
+    return reversed_by_rank(freq)

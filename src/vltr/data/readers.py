@@ -24,6 +24,10 @@ disk requests are in flight instead of one on a cold cache (measured: 1 -> 8 thr
 videos/s). A warm memmap gather is bound by the CPU, where threads measured only overhead, so
 the memmap reader reads on the calling thread. Threads live for one batch (none is alive when
 a DataLoader forks).
+
+Longer than most modules: the three frame readers (memmap gather, positional reads, h5py) and
+the rule that picks one share one interface and one set of checks; the bench compares them as a
+unit.
 """
 
 from __future__ import annotations

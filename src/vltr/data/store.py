@@ -26,6 +26,10 @@ Opening checks everything the reader relies on (small arrays only: labels, split
 the NaN/Inf record), so a bad store fails at start in one line; every later reopen of the file
 (a DataLoader worker, a spawned process) checks that it is still the same store
 (:meth:`FeatureStore.check_identity`).
+
+Longer than most modules: the store's format is defined in one place -- the reader with its
+open-time checks, the writer, and the validator that reports every problem -- so that the three
+cannot drift apart.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from its own videos, so one set of predictions is scored under several distribut
    frequency a long-tail method changes most; videos without a label are never drawn.
 2. For a target distribution ``p`` over classes (``uniform``: 1/C; ``longtailed``: proportional
    to the training counts; ``inverse``: the training frequencies reversed in rank, MEDC's
-   ``resort`` via :func:`vltr.methods.medc.expert_distribution`), classes that are no test
+   ``resort`` via :func:`vltr.data.longtail.class_distribution`), classes that are no test
    video's primary class are dropped and ``p`` is renormalised over the rest.
 3. ``size`` draws with replacement: a class from ``p``, then one of its videos uniformly.
 4. The drawn set is scored with :func:`vltr.evaluation.metrics.summarize` (tie-aware AP, so
@@ -28,13 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from vltr.data.longtail import CLASS_DISTRIBUTIONS, class_distribution
 from vltr.evaluation.metrics import summarize
-from vltr.methods.medc import expert_distribution
 from vltr.utils.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "longtailed", "inverse")
 # our names -> MEDC's expert names (the same three distributions)
-_MEDC_NAME = {"uniform": "uniform", "longtailed": "long_tailed", "inverse": "inverse"}
 
 
 def parse_distributions(value: str | Iterable[str] | None) -> list[str]:
@@ -54,10 +53,9 @@ def parse_distributions(value: str | Iterable[str] | None) -> list[str]:
 
 def target_distribution(name: str, class_counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """P(class) ``[C]`` (float64, sums to 1) of a named distribution, from training counts."""
-    if name not in _MEDC_NAME:
+    if name not in CLASS_DISTRIBUTIONS:
         raise ValueError(f"unknown test distribution {name!r}; choose from {DISTRIBUTIONS}")
-    counts = [int(c) for c in np.asarray(class_counts)]
-    return expert_distribution(_MEDC_NAME[name], counts, inverse_prior="reversed").numpy()
+    return class_distribution(name, np.asarray(class_counts))
 
 
 def primary_classes(targets: np.ndarray, class_counts: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ class VideoRecognitionModule(L.LightningModule):
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__()
         self.aggregator = setup.aggregator
-        self.classifier = setup.classifier(setup.aggregator.output_dim)
+        self.classifier = self.build_classifier(setup)
         self.loss_fn = setup.loss
         self.optimizer_factory = setup.optimizer
         self.scheduler_factory = setup.scheduler
@@ -99,6 +99,11 @@ class VideoRecognitionModule(L.LightningModule):
         self.test_metrics = VideoLTMetrics(counts, head_min=setup.head_min,
                                            tail_max=setup.tail_max)
         self.per_class_ap: dict[str, np.ndarray] = {}
+
+    def build_classifier(self, setup: MethodSetup) -> nn.Module | None:
+        """The head on the aggregator's output; a method whose experts carry their own heads
+        (MEDC) returns None, so that no parameter goes unused."""
+        return setup.classifier(setup.aggregator.output_dim)
 
     # -- model
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

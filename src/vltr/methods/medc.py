@@ -55,6 +55,10 @@ classifier is deleted (every parameter of the module gets a gradient every step,
 ``find_unused_parameters=False`` needs).
 
 Readings the paper leaves open are listed in ``docs/methods/medc.md``.
+
+Longer than most modules: MEDC's class distributions, region targets and its three losses (eq.
+3, 6, 7) are small functions kept next to the module that combines them (eq. 8), so the paper's
+equations read in one place; each is tested on its own.
 """
 
 from __future__ import annotations
@@ -68,9 +72,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
-from vltr.data.longtail import reversed_by_rank
+from vltr.data.longtail import label_distribution, reversed_by_rank
 from vltr.data.samplers import ClassAwareSampler
-from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
+from vltr.methods.base import MethodSetup, VideoRecognitionModule
 from vltr.models.medc import MEDCExperts, MEDCOutput, mean_sigmoid_logits
 from vltr.strategies.losses import BinaryCrossEntropy
 
@@ -85,28 +89,18 @@ DISTRIBUTIONS = ("resample", "reweight")
 
 
 def label_frequencies(class_counts: Sequence[int]) -> torch.Tensor:
-    """``omega_c = n_c / sum_c n_c`` (§III-C), float64 ``[C]``.
-
-    ``n_c`` is clamped to ``>= 1``: a class without training videos counts as the rarest
-    possible (finite weights, the largest), as the re-weighting losses do.
-    """
-    counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
-    if counts.ndim != 1 or counts.numel() == 0:
-        raise ValueError("MEDC: class_counts must be a non-empty 1-D sequence")
-    if bool((counts < 0).any()):
-        raise ValueError("MEDC: class_counts must be non-negative")
-    counts = counts.clamp(min=1.0)
-    return counts / counts.sum()
+    """``omega_c = n_c / sum_c n_c`` (§III-C), float64 ``[C]``; ``n_c`` clamped to ``>= 1``
+    (:func:`vltr.data.longtail.label_distribution`)."""
+    try:
+        return torch.as_tensor(label_distribution(list(class_counts)), dtype=torch.float64)
+    except ValueError as e:
+        raise ValueError(f"MEDC: {e}") from None
 
 
 def reversed_frequencies(freq: torch.Tensor) -> torch.Tensor:
-    """``resort(omega)`` (§III-C): the frequencies in reversed order of size.
-
-    The most frequent class gets the smallest frequency, the second most frequent the second
-    smallest, and so on (the sum is unchanged). Tied classes get the mean of the values their
-    ranks receive, so equally frequent classes are treated alike whatever the sort order.
-    For an exponential count profile (``n_c ∝ r^c``) this is exactly ``∝ 1 / n_c``.
-    """
+    """``resort(omega)`` (§III-C): the frequencies in reversed order of size (ties share the
+    mean of their ranks' values; :func:`vltr.data.longtail.reversed_by_rank`). For an
+    exponential count profile (``n_c ∝ r^c``) this is exactly ``∝ 1 / n_c``."""
     rev = reversed_by_rank(freq.detach().cpu().double().numpy())
     return torch.as_tensor(rev, dtype=freq.dtype, device=freq.device)
 
@@ -296,17 +290,16 @@ class MEDCModule(VideoRecognitionModule):
     ``batch_transform`` None.
     """
 
+    # each expert trains with its own BCE (eq. 6) on its own class distribution: no other loss,
+    # sampler or mixing composes with it
+    strategies = ("bce",)
+
+    def build_classifier(self, setup: MethodSetup) -> nn.Module | None:
+        return None  # each expert has its own classifier psi_k
+
     def __init__(
         self,
-        aggregator: nn.Module,
-        num_classes: int,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
-        class_counts: Sequence[int],
-        head_min: int = 500,
-        tail_max: int = 100,
-        scheduler: SchedulerFactory | None = None,
-        batch_transform: Any | None = None,
+        setup: MethodSetup,
         experts: Sequence[str] = EXPERTS,
         embed_dim: int = 1024,
         attention_dim: int | None = None,
@@ -323,6 +316,8 @@ class MEDCModule(VideoRecognitionModule):
         prior_bias_init: bool = True,
         distribution: str = "resample",
     ) -> None:
+        aggregator, loss, batch_transform = setup.aggregator, setup.loss, setup.batch_transform
+        num_classes, class_counts = setup.num_classes, setup.class_counts
         encoder = getattr(aggregator, "frame_mlp", None)
         if not isinstance(encoder, nn.Module):
             raise ValueError(f"MEDC uses the aggregator's per-frame encoder (frame_mlp) as its "
@@ -354,17 +349,13 @@ class MEDCModule(VideoRecognitionModule):
             raise ValueError(f"MEDC: uniform_region must be >= 0, got {uniform_region}")
         if sort_temperature <= 0:
             raise ValueError(f"MEDC: sort_temperature must be > 0, got {sort_temperature}")
-        if len(list(class_counts)) != num_classes:
-            raise ValueError(f"MEDC: {len(list(class_counts))} class counts for {num_classes} "
-                             "classes")
-        super().__init__(aggregator, num_classes, loss, optimizer, class_counts,
-                         head_min=head_min, tail_max=tail_max, scheduler=scheduler,
-                         batch_transform=None)
-        del self.classifier  # each expert has its own (psi_k); no unused parameters
+        super().__init__(setup)
         self.expert_names = names
+        # each expert's classifier psi_k is the run's head on its d-dim embedding
         self.experts = MEDCExperts(aggregator.output_dim, len(names), embed_dim, num_classes,
                                    attention_dim=attention_dim,
-                                   temporal_attention=temporal_attention)
+                                   temporal_attention=temporal_attention,
+                                   classifier=setup.classifier)
         counts = list(class_counts)
         if prior_bias_init:
             # each classifier starts at its training distribution's class prior: BatchNorm'd,
@@ -374,7 +365,8 @@ class MEDCModule(VideoRecognitionModule):
             with torch.no_grad():
                 for expert, name in zip(self.experts.experts, names, strict=True):
                     prior = expert_distribution(name, counts, inverse_prior).clamp(1e-6, 1 - 1e-6)
-                    expert.classifier.bias.copy_(torch.log(prior) - torch.log1p(-prior))
+                    output_layer(expert.classifier).bias.copy_(
+                        torch.log(prior) - torch.log1p(-prior))
         lam = (lambdas / lambdas.sum()).tolist()
         self.lambda_mu, self.lambda_cls, self.lambda_sigma = (float(v) for v in lam)
         self.sort_temperature = float(sort_temperature)
@@ -511,6 +503,15 @@ class MEDCModule(VideoRecognitionModule):
                 raise ValueError(f"MEDC: training stream {name!r} does not draw the {name} "
                                  f"expert's class distribution (inverse_prior="
                                  f"{self.inverse_prior}); check dataset.train_streams.{name}")
+
+
+def output_layer(classifier: nn.Module) -> nn.Linear:
+    """The last ``Linear`` of a classifier head (its bias is the logits' offset)."""
+    layers = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
+    if not layers or layers[-1].bias is None:
+        raise ValueError(f"MEDC: the head {type(classifier).__name__} ends in no Linear with a "
+                         "bias to start at the class prior (method.prior_bias_init=false)")
+    return layers[-1]
 
 
 def _batch_size(batch: VideoBatch | Mapping[str, VideoBatch]) -> int:

@@ -31,7 +31,6 @@ unused parameters under DDP). Readings of the paper: ``docs/methods/meid.md``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,7 +40,7 @@ from torch import nn
 
 from vltr.data.datamodule import VideoBatch
 from vltr.data.longtail import group_masks
-from vltr.methods.base import OptimizerFactory, SchedulerFactory, VideoRecognitionModule
+from vltr.methods.base import MethodSetup, VideoRecognitionModule
 from vltr.models.attention import FrameAttentionAggregator
 from vltr.models.meid import (
     VARIANCE_OVER,
@@ -64,24 +63,21 @@ class MEIDModule(VideoRecognitionModule):
     size (null: expert 1's embedding size); ``expert2_dropout``: after its embeddings.
     Ablations: ``distill_weight=0`` trains without eq. 7 (no necks are built);
     ``use_motion=False`` gives expert 2 no motion branch (eq. 10-11); ``complementary=False``
-    pools expert 2's frames without eq. 8's ``R``.
+    pools expert 2's frames without eq. 8's ``R``. ``stage2_lr_scale``: stage 2's learning
+    rate relative to the schedule's (the paper's 1e-4 after 1e-3).
 
     Head / tail classes for the necks: the dataset's groups from the training counts (head
     ``n > head_min``, tail ``n <= tail_max``); medium classes are in neither neck. Without a
     head or a tail class there are no necks and ``L_d = 0``.
     """
 
+    # the paper's focal loss, its control bce, and the image-LT losses; samplers and mixing are
+    # the stages' (stage 2 samples class-balanced)
+    strategies = ("focal", "bce", "ldam_drw", "eql", "cb_loss", "mixup")
+
     def __init__(
         self,
-        aggregator: nn.Module,
-        num_classes: int,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
-        class_counts: Sequence[int],
-        head_min: int = 500,
-        tail_max: int = 100,
-        scheduler: SchedulerFactory | None = None,
-        batch_transform: Any | None = None,
+        setup: MethodSetup,
         stage: int = 1,
         beta: float = 0.5,
         distill_weight: float = 0.1,
@@ -91,7 +87,9 @@ class MEIDModule(VideoRecognitionModule):
         expert2_dropout: float = 0.0,
         use_motion: bool = True,
         complementary: bool = True,
+        stage2_lr_scale: float = 0.1,
     ) -> None:
+        aggregator, batch_transform = setup.aggregator, setup.batch_transform
         if not isinstance(aggregator, FrameAttentionAggregator):
             raise ValueError(f"MEID needs aggregator=frame_attention (its expert 1 is a "
                              f"FrameAttentionAggregator), got {type(aggregator).__name__}")
@@ -105,9 +103,12 @@ class MEIDModule(VideoRecognitionModule):
         if batch_transform is not None and getattr(batch_transform, "level", "frames") != "frames":
             raise ValueError("MEID supports frame-level batch transforms only (its two experts "
                              "have no single embedding to mix)")
-        super().__init__(aggregator, num_classes, loss, optimizer, class_counts,
-                         head_min=head_min, tail_max=tail_max, scheduler=scheduler,
-                         batch_transform=batch_transform)
+        if stage2_lr_scale <= 0:
+            raise ValueError(f"stage2_lr_scale must be > 0, got {stage2_lr_scale}")
+        super().__init__(setup)
+        self.stage2_lr_scale = float(stage2_lr_scale)
+        num_classes, head_min, tail_max = setup.num_classes, setup.head_min, setup.tail_max
+        class_counts = setup.class_counts
         self.stage = int(stage)
         self.distill_weight = float(distill_weight)
         self.variance_over = variance_over
@@ -124,7 +125,7 @@ class MEIDModule(VideoRecognitionModule):
         self.expert2: ComplementaryMotionExpert | None = None
         self.necks2: ClassGroupNecks | None = None
         if self.stage == 2:
-            input_dim = aggregator.attention_net[0].in_features
+            input_dim = aggregator.input_dim
             embed = aggregator.output_dim if expert2_dim is None else expert2_dim
             self.expert2 = ComplementaryMotionExpert(input_dim, num_classes, embed_dim=embed,
                                                      beta=beta, dropout=expert2_dropout,
@@ -212,6 +213,9 @@ class MEIDModule(VideoRecognitionModule):
     def configure_optimizers(self) -> Any:
         # stage 2: expert 1 (requires_grad False) is left out of the optimiser entirely
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.stage == 2:  # the schedule's lr, scaled (paper: 1e-3 -> 1e-4)
+            for group in optimizer.param_groups:
+                group["lr"] *= self.stage2_lr_scale
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -41,7 +41,7 @@ Choices where the paper is silent or ambiguous:
   s-th class" is not shared by all videos of a class in a batch).
 * Any aggregator whose ``forward`` takes ``mask`` works (DFS through the mask, extrapolation
   and interpolation on its output): the paper's MOVE is ``aggregator=move_dual``, which
-  ``strategy=move`` selects; another aggregator gives ablations like Table 4's (b)/(c) rows
+  ``method=move`` selects; another aggregator gives ablations like Table 4's (b)/(c) rows
   plus MOVE. An aggregator without a ``mask`` argument is refused with a ``ValueError``.
 * Padded batches (``batch.mask``): ``I`` is drawn among each video's real frames, ``T`` is
   its number of real frames.
@@ -79,14 +79,14 @@ Differences between the released code (github.com/wjun0830/MOVE, ``VideoLT/MOVE.
    this. vltr: not reproduced (a bug).
 7. Schedule: the released scripts train with Adam lr 1e-4, decayed x0.1 at epochs 30 and 60
    of 100; the paper (appendix §8) with lr 1e-3 decayed x0.1 at epoch 50. vltr: the paper's
-   (``strategy=move`` sets lr 1e-3 and a milestone at half of ``trainer.max_epochs``).
+   (``schedule=move``: lr 1e-3 and a milestone at half of the epochs; the presets set it).
 8. Architecture (the aggregator's and classifier's business, not this module's): the code has
    no ``f_theta`` (the 2048-d PSA output is concatenated as is), a gated NetVLAD with
    BatchNorm and ReLU6 (LOUPE's NetVLAGD), attention/output dropout 0.1, and VideoLT's
    non-linear classifier (FC 2048, ReLU, dropout 0.5, FC) on the 3072-d concatenation.
    vltr: :class:`~vltr.models.attention.MoveDualAggregator` per eq. 4 (with ``f_theta``),
    its codebook branch normalised as the code's (BatchNorms, ReLU6 after ``f_phi``), and the
-   code's classifier (``head=nonlinear``, which ``strategy=move`` selects); the NetVLAGD
+   code's classifier (``head=nonlinear``, which ``method=move`` selects); the NetVLAGD
    branch is an aggregator option.
 
 Same in both: eq. 7 (the code first divides counts by their sum, which min-max scaling

@@ -204,6 +204,7 @@ class FrameAttentionAggregator(nn.Module):
             raise ValueError(f"normalization must be 'sigmoid' or 'softmax', got "
                              f"{normalization!r}")
         self.normalization = normalization
+        self.input_dim = input_dim
         self.attention_net = nn.Sequential(
             nn.Linear(input_dim, attention_dim),
             nn.Tanh(),

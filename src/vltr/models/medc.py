@@ -26,6 +26,7 @@ mean and get no attention.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -122,6 +123,7 @@ class MEDCExpert(nn.Module):
         num_classes: int,
         attention_dim: int | None = None,
         temporal_attention: bool = True,
+        classifier: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.frame_mlp = nn.Sequential(nn.Linear(input_dim, embed_dim), nn.ReLU(inplace=True))
@@ -129,7 +131,9 @@ class MEDCExpert(nn.Module):
         self.mean_bn = nn.BatchNorm1d(embed_dim)
         self.variance: nn.Module = (TemporalVarianceAttention(embed_dim, attention_dim)
                                     if temporal_attention else PooledVariance(embed_dim))
-        self.classifier = nn.Linear(embed_dim, num_classes)
+        # psi (eq. 6): ``classifier(embed_dim)`` when given (the run's head), else one Linear
+        self.classifier = (classifier(embed_dim) if classifier is not None
+                           else nn.Linear(embed_dim, num_classes))
 
     def _h_mu(self, frames: torch.Tensor, mask: torch.Tensor | None
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,12 +167,14 @@ class MEDCExperts(nn.Module):
         num_classes: int,
         attention_dim: int | None = None,
         temporal_attention: bool = True,
+        classifier: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if num_experts < 1:
             raise ValueError(f"MEDC needs at least one expert, got {num_experts}")
         self.experts = nn.ModuleList(
-            MEDCExpert(input_dim, embed_dim, num_classes, attention_dim, temporal_attention)
+            MEDCExpert(input_dim, embed_dim, num_classes, attention_dim, temporal_attention,
+                       classifier)
             for _ in range(num_experts)
         )
         self.embed_dim = embed_dim

@@ -9,6 +9,10 @@ multi-hot or soft targets in ``[0, 1]``. All reduce by the mean over the ``B * C
 (LDAM-DRW) have ``set_epoch(epoch)``, which the method calls at the start of every training
 epoch (0-based). Class-dependent tensors are non-persistent buffers: they follow the module to
 its device and are rebuilt from ``class_counts`` rather than loaded from checkpoints.
+
+Longer than most modules: the image-LT losses (BCE, focal, LDAM-DRW, EQL, class-balanced) sit
+side by side because they share the class-count buffers and the reduction, and a reader compares
+them here.
 """
 
 from __future__ import annotations

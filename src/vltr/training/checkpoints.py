@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vltr.utils.errors import CheckpointError, ConfigError
 
 # the nodes of a stored run config that vltr-eval builds objects from (plus plain values)
-EVAL_NODES = ("dataset", "features", "aggregator", "strategy", "method")
+EVAL_NODES = ("dataset", "features", "aggregator", "head", "strategy", "method", "schedule")
 PLAIN_NODES = ("task_name", "run_name", "tags", "seed", "monitor")
 TRUSTED_PACKAGES = ("vltr.", "lightning.", "torch.")
 
