@@ -60,8 +60,8 @@ FRAME_ATTENTION = ["aggregator=frame_attention", "aggregator.embed_dim=256",
 LINEAR_HEAD = ["head=linear"]
 NONLINEAR_HEAD = ["head=nonlinear", "head.hidden_dim=256"]
 STRATEGIES = ["bce", "focal", "ldam_drw", "eql", "cb_loss", "cbs", "srs", "mixup"]
-MEDC = ["method=medc", "method.embed_dim=128"]
-MEID = ["method=meid", *FRAME_ATTENTION, "dataset.clip_frames=60"]
+MEDC = ["method=medc", *NONLINEAR, *LINEAR_HEAD, "method.embed_dim=128"]
+MEID = ["method=meid", "strategy=focal", *FRAME_ATTENTION, *LINEAR_HEAD, "dataset.clip_frames=60"]
 MOVE = ["method=move", "strategy=bce", *MOVE_DUAL, *NONLINEAR_HEAD]
 
 
@@ -122,13 +122,19 @@ def rows() -> list[Row]:
         Row("medc", "MEDC", MEDC, "bce / nonlinear"),
     ]
     out += [
-        Row("meid", "bce / frame_attention", ["strategy=bce", *FRAME_ATTENTION, *LINEAR_HEAD]),
-        Row("meid", "MEID stage 1", [*MEID, "+stop_after_stage=1"], "bce / frame_attention"),
+        Row("meid", "bce / frame_attention", ["strategy=bce", *FRAME_ATTENTION, *LINEAR_HEAD,
+                                              "dataset.clip_frames=60"]),
+        # MEID's own loss on its expert-1 architecture, one stage: the control for MEID
+        Row("meid", "focal / frame_attention", ["strategy=focal", *FRAME_ATTENTION,
+                                                *LINEAR_HEAD, "dataset.clip_frames=60"],
+            "bce / frame_attention"),
+        Row("meid", "MEID stage 1", [*MEID, "method.stages=[{method:{stage:1}}]"],
+            "focal / frame_attention"),
         Row("meid", "MEID without distillation", [*MEID, "method.distill_weight=0"], "MEID"),
         Row("meid", "MEID without complementary frames",
             [*MEID, "method.complementary=false"], "MEID"),
-        Row("meid", "MEID without motion", [*MEID, "method.motion=false"], "MEID"),
-        Row("meid", "MEID", MEID, "bce / frame_attention"),
+        Row("meid", "MEID without motion", [*MEID, "method.use_motion=false"], "MEID"),
+        Row("meid", "MEID", MEID, "focal / frame_attention"),
     ]
     return out
 
