@@ -53,6 +53,26 @@ def test_paper_presets_use_their_papers_schedules(compose_cfg: Compose) -> None:
     assert list(short.schedule.scheduler.milestones) == [3, 6]
 
 
+@pytest.mark.parametrize("method,aggregator,head", [
+    ("base", "NonLinearFrameAggregator", "LinearHead"),
+    ("framestack", "NonLinearFrameAggregator", "LinearHead"),
+    ("move", "MoveDualAggregator", "NonLinearHead"),
+    ("medc", "NonLinearFrameAggregator", "LinearHead"),
+    ("meid", "FrameAttentionAggregator", "LinearHead"),
+])
+def test_an_imbalance_ratio_sweep_runs_each_method_on_its_own_architecture(
+    compose_cfg: Compose, method: str, aggregator: str, head: str
+) -> None:
+    # the README's sweep: -m method=base,framestack,move dataset=synthetic_balanced
+    # dataset.imbalance_ratio=...; each member composes as its own method would alone
+    cfg = compose_cfg(f"method={method}", "dataset=synthetic_balanced",
+                      "dataset.imbalance_ratio=0.01")
+    assert cfg.aggregator._target_.endswith(aggregator)
+    assert cfg.head._target_.endswith(head)
+    assert cfg.dataset.imbalance_ratio == 0.01
+    validate_config(cfg)
+
+
 def test_eval_config_composes(compose_cfg: Compose) -> None:
     from vltr.training.config import EvalSchema
 
