@@ -50,8 +50,9 @@ the DataModule next to ``dataset.train_streams``.
 The shared ``aggregator``: MEDC's shared backbone is the aggregator's per-frame encoder
 (``aggregator.frame_mlp``, output width ``aggregator.output_dim``), i.e. ``aggregator=nonlinear``
 (VideoLT's per-frame Linear-ReLU-Dropout); its temporal mean is not used (each expert pools its
-own frames). Aggregators without a per-frame encoder are refused. The base class's linear
-classifier is deleted (every parameter of the module gets a gradient every step, as DDP's
+own frames). Aggregators without a per-frame encoder are refused. The module has no classifier
+on the aggregator's output: each expert's classifier ``psi_k`` is the run's ``head`` on its
+embedding (every parameter gets a gradient every step, as DDP's
 ``find_unused_parameters=False`` needs).
 
 Readings the paper leaves open are listed in ``docs/methods/medc.md``.
