@@ -229,6 +229,9 @@ def table(section: str, rows_: list[Row], results: dict[str, list[dict]]) -> str
 
 def replace_block(path: Path, text: str, name: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if not path.is_file():
+        print(f"ablations: no {path}; left as it is", file=sys.stderr)
+        return
     content = path.read_text()
     if start not in content or end not in content:
         print(f"ablations: {path} has no {start} ... {end} block; left unchanged",
@@ -250,6 +253,10 @@ def main() -> int:
     p.add_argument("--runs-dir", default=None,
                    help="default: logs/ablations/<time>; pass an earlier one to resume it")
     p.add_argument("--dry-run", action="store_true", help="list the runs to do and stop")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write the tables of the runs done so far (rows with "
+                        "fewer seeds show their n) into --out and the README, whatever the "
+                        "selection")
     p.add_argument("--out", default=str(ROOT / "docs" / "results_synthetic.md"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
@@ -288,6 +295,8 @@ def main() -> int:
         for _, overrides, out in jobs:
             print(out, " ".join(overrides))
         return 0
+    if args.report:
+        jobs = []
     t0 = time.time()
     failed = 0
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=8) as pool:
@@ -314,10 +323,11 @@ def main() -> int:
               f"two stages), Adam lr {args.lr:g} x0.1 at epoch {max(1, args.epochs * 3 // 4)}, "
               f"seeds 0-{args.seeds - 1} (mean ± std), test split of the best-on-val "
               f"checkpoint; Δ tail = mean tail mAP minus the named control row's. "
-              f"{len(jobs)} runs took {minutes:.0f} min ({args.jobs} at a time, 2 CPU cores); "
-              f"runs in `{shown}`.")
+              + ("" if args.report else f"{len(jobs)} runs took {minutes:.0f} min ({args.jobs} "
+                                         "at a time, 2 CPU cores); ")
+              + f"runs in `{shown}`.")
     text = header + "\n\n" + body
-    if not only and not names:
+    if (not only and not names) or args.report:
         write_text_atomic(Path(args.out), "# Results on the synthetic dataset\n\n"
                           + text + "\n")
         replace_block(Path(args.readme), text, "results")
