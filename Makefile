@@ -34,9 +34,9 @@ test: $(STAMP)
 NOTEBOOK_SWEEP ?= logs/notebooks/sweep
 notebooks: $(STAMP)
 	test -f $(NOTEBOOK_SWEEP)/multirun.yaml || $(BIN)/vltr-train -m \
-	    experiment=bce_nonlinear_synthetic_synthetic strategy=bce,ldam_drw \
-	    dataset.synthetic.imbalance_ratio=0.01,0.05 trainer.max_epochs=8 \
-	    'method.scheduler.milestones=[6]' hydra.sweep.dir=$(NOTEBOOK_SWEEP)
+	    experiment=synthetic/base_bce_nonlinear_linear_synthetic_synthetic strategy=bce,ldam_drw \
+	    dataset.synthetic.imbalance_ratio=0.01,0.05 schedule.epochs=8 \
+	    'schedule.scheduler.milestones=[6]' hydra.sweep.dir=$(NOTEBOOK_SWEEP)
 	$(BIN)/python -m vltr.analysis.execute notebooks/*.ipynb --inplace -p SWEEP $(NOTEBOOK_SWEEP)
 
 ## the documentation site (mkdocs-material) into site/, strict: a broken link or a page
