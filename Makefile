@@ -22,7 +22,7 @@ install: $(STAMP)
 
 ## builds the embedded synthetic dataset (cached in data/), trains, prints the H/M/T table
 train: $(STAMP)
-	$(BIN)/vltr-train experiment=bce_nonlinear_synthetic_synthetic $(ARGS)
+	$(BIN)/vltr-train experiment=synthetic/base_bce_nonlinear_linear_synthetic_synthetic $(ARGS)
 
 ## the test suite (CPU, no GPU needed)
 test: $(STAMP)
