@@ -205,7 +205,7 @@ def test_runs_that_differ_in_more_than_the_seed_are_not_averaged(tmp_path: Path)
 
 
 def test_overrides_are_compared_by_value_in_the_composed_config(tmp_path: Path) -> None:
-    composed = "seed: {s}\ntrainer:\n  max_epochs: 20\nmethod:\n  optimizer:\n    lr: {lr}\n"
+    composed = "seed: {s}\ntrainer:\n  max_epochs: 20\nschedule:\n  optimizer:\n    lr: {lr}\n"
     runs = [
         # an explicit default equals the default; 1e-3 equals 0.001
         load_run(fake_run(tmp_path / "a", seed=0, overrides=("trainer.max_epochs=20",

@@ -326,7 +326,7 @@ def test_zero_clip_frames_exits_2_instead_of_training(
         (
             ["strategy=nope"],
             "vltr-train: error: strategy=nope: no such option (choose one of: bce, "
-            "cb_loss, cbs, eql, focal, framestack, ldam_drw, mixup, move, srs)",
+            "cb_loss, cbs, eql, focal, ldam_drw, mixup, srs)",
         ),
         (
             ["strategy=focall"],

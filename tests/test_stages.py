@@ -44,7 +44,9 @@ def test_two_stages_chain_weights(compose_cfg: Callable[..., DictConfig]) -> Non
     w2 = s2["state_dict"]["classifier.weight"]
     assert not torch.equal(w1, w2)
     assert (w2 - w1).norm() < 0.5 * w1.norm()
-    assert s2["vltr"]["config"]["method"]["optimizer"]["lr"] == pytest.approx(1e-4)
+    assert s2["vltr"]["config"]["schedule"]["optimizer"]["lr"] == pytest.approx(1e-4)
+    lrs = [g["lr"] for g in s2["optimizer_states"][0]["param_groups"]]
+    assert lrs == [pytest.approx(1e-4)]
 
 
 def test_start_stage_needs_init_ckpt(compose_cfg: Callable[..., DictConfig]) -> None:

@@ -57,7 +57,7 @@ def test_single_run_dashboard_data(tmp_path: Path) -> None:
     run = offline_run(out)
 
     assert run["run"]["group"] == "train-synthetic"
-    assert run["run"]["name"] == "synthetic-synthetic-nonlinear-bce"
+    assert run["run"]["name"] == "base-bce-nonlinear-linear-synthetic-synthetic"
     assert run["run"]["tags"] == ["dataset:synthetic", "strategy:bce", "aggregator:nonlinear",
                                   "method:base", "ir:0.5", "dash"]
     # the same choices as config keys, which W&B can group by
