@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -158,3 +159,28 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("2 of 6 jobs failed: ")
     return sweep
+
+
+def main_exit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prog: str, *argv: str
+) -> tuple[int, str]:
+    """``PROG ARGV`` in this process, through the console script's own function; returns the
+    exit status and the last line of stderr (asserting there is no traceback)."""
+    from vltr.cli import eval as eval_cli
+    from vltr.cli import train as train_cli
+
+    main = {"vltr-train": train_cli.main, "vltr-eval": eval_cli.main}[prog]
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # restored after the test
+    # a log handler an earlier in-process run left on a stream pytest has since closed must
+    # not print its own "--- Logging error ---" traceback into this run's stderr
+    monkeypatch.setattr(logging, "raiseExceptions", False)
+    monkeypatch.setattr(
+        sys, "argv", [prog, *argv, "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    )
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as stop:
+        main()
+    GlobalHydra.instance().clear()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return int(stop.value.code), err.strip().splitlines()[-1]

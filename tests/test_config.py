@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from vltr.training.config import validate_config
 from vltr.utils.errors import ConfigError
 
-from conftest import run_cli
+from conftest import main_exit, run_cli
 
 CONF = resources.files("vltr.conf")
 Compose = Callable[..., DictConfig]
@@ -119,12 +119,14 @@ def test_cli_misspelled_key_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # failed before touching any data
 
 
-def test_cli_missing_store_one_line_exit_2(tmp_path: Path) -> None:
-    proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", "dataset=videolt",
-                    "features=resnet101"], cwd=tmp_path,
-                   env={"VLTR_VIDEOLT_DIR": str(tmp_path / "nowhere")})
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
+def test_cli_missing_store_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VLTR_VIDEOLT_DIR", str(tmp_path / "nowhere"))
+    code, last = main_exit(monkeypatch, capsys, "vltr-train", f"paths.root_dir={tmp_path}",
+                           "dataset=videolt", "features=resnet101")
+    assert code == 2
+    assert last == (
         f"vltr-train: error: {tmp_path}/nowhere/videolt-resnet101.h5: no such feature store")
 
 

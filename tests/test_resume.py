@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, TINY_OVERRIDES, run_cli
+from conftest import BIN, TINY_OVERRIDES, main_exit, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -116,11 +116,15 @@ def test_resumed_run_continues_the_same_wandb_run(runs: tuple[dict, Path, int, s
     assert all(d.name.endswith(f"-{run_id}") for d in dirs), dirs
 
 
-def test_resume_without_last_checkpoint_is_one_line(tmp_path: Path) -> None:
+def test_resume_without_last_checkpoint_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "never-ran"
-    proc = run_cli(train_args(tmp_path, run, "ckpt_path=last"), cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
+    args = train_args(tmp_path, run, "ckpt_path=last")
+    assert args[0] == "vltr-train"
+    code, last = main_exit(monkeypatch, capsys, *args)
+    assert code == 2
+    assert last == (
         f"vltr-train: error: {run}/checkpoints/last.ckpt: no such checkpoint (ckpt_path=last "
         "resumes the run in hydra.run.dir=<its output directory>)")
     assert not (run / "metrics.json").exists()

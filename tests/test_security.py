@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from omegaconf import DictConfig, open_dict
 from vltr.training.config import validate_config
 from vltr.utils.errors import CheckpointError, ConfigError, VltrError
 
-from conftest import TINY_OVERRIDES, compose_at, run_cli
+from conftest import TINY_OVERRIDES, compose_at, main_exit, run_cli
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vltr"
 EPOCHS = ["schedule.epochs=2", "schedule.scheduler.milestones=[1]"]
@@ -96,28 +95,6 @@ def one_line_error(proc, prog: str) -> str:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------ checkpoints: no code
-def main_exit(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prog: str, *argv: str
-) -> tuple[int, str]:
-    """``PROG ARGV`` in this process, through the console script's own function; returns the
-    exit status and the last line of stderr (asserting there is no traceback)."""
-    from vltr.cli import eval as eval_cli
-    from vltr.cli import train as train_cli
-
-    main = {"vltr-train": train_cli.main, "vltr-eval": eval_cli.main}[prog]
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # restored after the test
-    monkeypatch.setattr(
-        sys, "argv", [prog, *argv, "hydra/job_logging=none", "hydra/hydra_logging=none"]
-    )
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as stop:
-        main()
-    GlobalHydra.instance().clear()
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return int(stop.value.code), err.strip().splitlines()[-1]
-
-
 @pytest.mark.e2e
 def test_crafted_checkpoint_is_refused_by_vltr_eval(
     trained: tuple[Path, Path], tmp_path: Path

@@ -23,7 +23,7 @@ from vltr.evaluation.resample import (
 from vltr.methods.medc import reversed_frequencies
 from vltr.utils.errors import ConfigError
 
-from conftest import TINY_OVERRIDES, run_cli
+from conftest import TINY_OVERRIDES, main_exit, run_cli
 
 KEYS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
 
@@ -190,16 +190,18 @@ def test_eval_test_distributions_end_to_end(checkpoint: tuple[Path, str]) -> Non
             assert block[name][key] == pytest.approx(value, abs=1e-5), (name, key)
 
 
-def test_eval_unknown_distribution_is_one_line(checkpoint: tuple[Path, str]) -> None:
+def test_eval_unknown_distribution_is_one_line(
+    checkpoint: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     root, ckpt = checkpoint
-    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
-                    "eval.test_distribution=[uniform,balanced]"], cwd=root)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
+    code, last = main_exit(monkeypatch, capsys, "vltr-eval", f"paths.root_dir={root}",
+                           f"ckpt_path={ckpt}", "eval.test_distribution=[uniform,balanced]")
+    assert code == 2
+    assert last == (
         "vltr-eval: error: eval.test_distribution: unknown distribution 'balanced' "
         "(choose from uniform, longtailed, inverse, or null)")
-    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
-                    "+eval.test_distributions=uniform"], cwd=root)
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
+    code, last = main_exit(monkeypatch, capsys, "vltr-eval", f"paths.root_dir={root}",
+                           f"ckpt_path={ckpt}", "+eval.test_distributions=uniform")
+    assert code == 2
     assert last.startswith("vltr-eval: error: ") and "eval.test_distributions" in last, last
