@@ -427,34 +427,32 @@ def test_ddp_spawn_training_with_resident_equals_streaming(tmp_path: Path) -> No
     # 2 gloo processes, class-aware sampling (a DistributedSampler): every rank loads the split
     # and draws the same clips as the streaming loader, so the metrics are identical
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    metrics = []
-    for name, extra in (("stream", []), ("resident", ["dataset.resident=cpu"])):
-        root = tmp_path / name
-        root.mkdir()
-        proc = run_cli(
-            [
-                "vltr-train",
-                f"paths.root_dir={root}",
-                *base,
-                *extra,
-                "trainer.max_epochs=1",
-                "logger=none",
-                "strategy=cbs",
-                "seed=3",
-                "trainer=ddp_spawn",
-                "trainer.accelerator=cpu",
-                "trainer.devices=2",
-                "trainer.deterministic=true",
-                "trainer.enable_progress_bar=false",
-                "hydra.run.dir=" + str(root / "run"),
-            ],
-            cwd=root,
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        if name == "resident":
-            assert "resident train -> cpu" in proc.stderr  # rank 0's progress bar
-        metrics.append(json.loads((root / "run" / "metrics.json").read_text()))
+    # both runs from one process (a multirun: ddp_spawn under -m), one interpreter start-up
+    proc = run_cli(
+        [
+            "vltr-train",
+            "-m",
+            f"paths.root_dir={tmp_path}",
+            *base,
+            "dataset.resident=null,cpu",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "strategy=cbs",
+            "seed=3",
+            "trainer=ddp_spawn",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.deterministic=true",
+            "trainer.enable_progress_bar=false",
+            "hydra.sweep.dir=" + str(tmp_path / "sweep"),
+        ],
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resident train -> cpu" in proc.stderr  # rank 0's progress bar, second job
+    metrics = [json.loads((tmp_path / "sweep" / str(k) / "metrics.json").read_text())
+               for k in (0, 1)]
     for split in ("val", "test"):
         assert metrics[0][split] == metrics[1][split]
 
