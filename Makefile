@@ -24,8 +24,8 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/vltr-train experiment=synthetic/base_bce_nonlinear_linear_synthetic_synthetic $(ARGS)
 
-## the test suite (CPU, no GPU needed)
-test: $(STAMP)
+## the lint and format checks, then the test suite (CPU, no GPU needed)
+test: lint
 	$(BIN)/python -m pytest -q tests $(ARGS)
 
 ## the notebooks' committed outputs: a small sweep on the embedded synthetic dataset (run once
@@ -57,11 +57,13 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(ARGS)
 
+## ruff: lint rules and formatting, checked (make format rewrites)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff format src tests bench scripts
 
 clean:
 	rm -rf logs outputs multirun site .pytest_cache

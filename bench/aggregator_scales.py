@@ -36,8 +36,14 @@ from vltr.data.store import FeatureStore
 from vltr.data.synthetic import SyntheticSpec, generate
 
 CONF = resources.files("vltr.conf").joinpath("aggregator")
-SYNTHETIC_SIZES = {"hidden_dim": 256, "num_clusters": 16, "attentive_dim": 256,
-                   "codebook_dim": 256, "attention_dim": 256, "embed_dim": 256}
+SYNTHETIC_SIZES = {
+    "hidden_dim": 256,
+    "num_clusters": 16,
+    "attentive_dim": 256,
+    "codebook_dim": 256,
+    "attention_dim": 256,
+    "embed_dim": 256,
+}
 
 
 def options() -> list[str]:
@@ -58,14 +64,14 @@ def build(option: str, dim: int, small: bool, batch_norm: bool | None) -> nn.Mod
 
 def frames(dim: int, batch: int, clip: int, seed: int) -> torch.Tensor:
     """``[batch, clip]`` training clips of synthetic-generator videos at ``dim`` dims."""
-    spec = SyntheticSpec(num_classes=10, n_max=batch, imbalance_ratio=0.5, dim=dim,
-                         min_eval_per_class=1, seed=seed)
+    spec = SyntheticSpec(
+        num_classes=10, n_max=batch, imbalance_ratio=0.5, dim=dim, min_eval_per_class=1, seed=seed
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = FeatureStore(generate(spec, Path(tmp) / "scales.h5"))
         rng = np.random.default_rng(seed)
         train = store.split("train")[:batch]
-        clips = [store.read(int(i), np.sort(rng.integers(0, store.frames, clip)))
-                 for i in train]
+        clips = [store.read(int(i), np.sort(rng.integers(0, store.frames, clip))) for i in train]
     return torch.as_tensor(np.stack(clips), dtype=torch.float32)
 
 
@@ -80,16 +86,18 @@ def measure(x: torch.Tensor, small: bool) -> tuple[list[tuple[str, str, float]],
         baseline = std(build("nonlinear", x.shape[-1], small, None)(x))
         for option in options():
             cfg = OmegaConf.load(str(CONF.joinpath(f"{option}.yaml")))
-            variants = [("", None)] if "batch_norm" not in cfg else [
-                ("", True), (" (no BatchNorm)", False)]
+            variants = (
+                [("", None)]
+                if "batch_norm" not in cfg
+                else [("", True), (" (no BatchNorm)", False)]
+            )
             for suffix, bn in variants:
                 torch.manual_seed(0)
                 agg = build(option, x.shape[-1], small, bn)
                 rows.append((option + suffix, "output", std(agg(x))))
                 if option == "move_dual":
                     rows.append((option + suffix, "f_theta(PSA)", std(agg.self_attentive(x))))
-                    rows.append((option + suffix, "f_phi(NetVLAD)",
-                                 std(agg.codebook_attentive(x))))
+                    rows.append((option + suffix, "f_phi(NetVLAD)", std(agg.codebook_attentive(x))))
     return rows, baseline
 
 
@@ -99,8 +107,10 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=60)
     args = p.parse_args()
     headline = []
-    for label, dim, small in (("synthetic (64-d, sized down)", 64, True),
-                              ("VideoLT size (2048-d, paper sizes)", 2048, False)):
+    for label, dim, small in (
+        ("synthetic (64-d, sized down)", 64, True),
+        ("VideoLT size (2048-d, paper sizes)", 2048, False),
+    ):
         x = frames(dim, args.batch, args.frames, seed=0)
         rows, baseline = measure(x, small)
         print(f"\n{label}: frames std {std(x):.3f}; nonlinear output std {baseline:.4f}\n")
@@ -111,8 +121,10 @@ def main() -> int:
             parts[(option, part)] = value
             print(f"| {option} | {part} | {value:.4f} | {value / baseline:.2f} |")
         ratio = parts[("move_dual", "f_theta(PSA)")] / parts[("move_dual", "f_phi(NetVLAD)")]
-        old = (parts[("move_dual (no BatchNorm)", "f_theta(PSA)")]
-               / parts[("move_dual (no BatchNorm)", "f_phi(NetVLAD)")])
+        old = (
+            parts[("move_dual (no BatchNorm)", "f_theta(PSA)")]
+            / parts[("move_dual (no BatchNorm)", "f_phi(NetVLAD)")]
+        )
         headline.append(f"{dim}-d: {ratio:.2f}x (without BatchNorm {old:.0f}x)")
     print("\nMOVE attentive / codebook branch std at init: " + "; ".join(headline))
     return 0

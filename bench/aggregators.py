@@ -49,8 +49,9 @@ def step(agg: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> None:
     agg(x, mask).square().mean().backward()
 
 
-def run_for(agg: nn.Module, x: torch.Tensor, mask: torch.Tensor, seconds: float,
-            min_steps: int) -> list[float]:
+def run_for(
+    agg: nn.Module, x: torch.Tensor, mask: torch.Tensor, seconds: float, min_steps: int
+) -> list[float]:
     """Steps until ``seconds`` have passed and at least ``min_steps``: each step's seconds."""
     times: list[float] = []
     start = time.perf_counter()
@@ -61,8 +62,9 @@ def run_for(agg: nn.Module, x: torch.Tensor, mask: torch.Tensor, seconds: float,
     return times
 
 
-def measure(agg: nn.Module, x: torch.Tensor, mask: torch.Tensor, warmup: float,
-            seconds: float) -> tuple[float, int]:
+def measure(
+    agg: nn.Module, x: torch.Tensor, mask: torch.Tensor, warmup: float, seconds: float
+) -> tuple[float, int]:
     """(videos/s, timed steps)."""
     run_for(agg, x, mask, warmup, 1)
     times = run_for(agg, x, mask, seconds, 3)
@@ -79,8 +81,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"cpus: {os.cpu_count()}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), float32, training mode")
+    print(
+        f"cpus: {os.cpu_count()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), float32, training mode"
+    )
     x = torch.randn(args.batch, args.frames, args.dim)
     mask = torch.ones(args.batch, args.frames, dtype=torch.bool)
     run_for(build(BASELINE, args.dim), x, mask, args.process_warmup, 1)
@@ -96,13 +100,17 @@ def main() -> None:
     print("| aggregator | params | output dim | videos/s | vs nonlinear | timed steps |")
     print("|---|---:|---:|---:|---:|---:|")
     for option, params, out_dim, vps, n in rows:
-        print(f"| {option} | {params / 1e6:.1f} M | {out_dim} | {vps:,.0f} | "
-              f"{vps / base:.2f}x | {n} |")
+        print(
+            f"| {option} | {params / 1e6:.1f} M | {out_dim} | {vps:,.0f} | "
+            f"{vps / base:.2f}x | {n} |"
+        )
     print()
     fast = max(rows, key=lambda r: r[3])
     slow = min(rows, key=lambda r: r[3])
-    print(f"aggregators: fastest {fast[0]} ({fast[3]:,.0f} videos/s), slowest {slow[0]} "
-          f"({slow[3]:,.0f} videos/s), batch {args.batch}, T={args.frames}, D={args.dim}")
+    print(
+        f"aggregators: fastest {fast[0]} ({fast[3]:,.0f} videos/s), slowest {slow[0]} "
+        f"({slow[3]:,.0f} videos/s), batch {args.batch}, T={args.frames}, D={args.dim}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,16 @@ CLASSES, DIM, CLIP = 1004, 2048, 60
 
 def videolt_info() -> DatasetInfo:
     counts = exponential_profile(CLASSES, 1900, 10 / 1900)  # VideoLT-like: ~1,900 down to ~10
-    return DatasetInfo(name="videolt-shaped", num_classes=CLASSES, frames=150, dim=DIM,
-                       class_names=[f"c{i}" for i in range(CLASSES)], class_counts=counts,
-                       head_min=500, tail_max=100)
+    return DatasetInfo(
+        name="videolt-shaped",
+        num_classes=CLASSES,
+        frames=150,
+        dim=DIM,
+        class_names=[f"c{i}" for i in range(CLASSES)],
+        class_counts=counts,
+        head_min=500,
+        tail_max=100,
+    )
 
 
 def make_batch(batch: int, seed: int) -> VideoBatch:
@@ -56,14 +63,18 @@ def make_batch(batch: int, seed: int) -> VideoBatch:
     second = rng.random(batch) < 0.3
     targets[np.flatnonzero(second), rng.integers(0, CLASSES, int(second.sum()))] = 1
     features = rng.standard_normal((batch, CLIP, DIM), dtype=np.float32).astype(np.float16)
-    return VideoBatch(features=torch.from_numpy(features), targets=torch.from_numpy(targets),
-                      index=torch.arange(batch))
+    return VideoBatch(
+        features=torch.from_numpy(features),
+        targets=torch.from_numpy(targets),
+        index=torch.arange(batch),
+    )
 
 
 def build(overrides: list[str], info: DatasetInfo) -> LightningModule:
     with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["features=resnet101", "dataset=videolt",
-                                                      *overrides])
+        cfg = compose(
+            config_name="train", overrides=["features=resnet101", "dataset=videolt", *overrides]
+        )
     module = build_module(cfg, info)
     module.train()
     return module
@@ -101,8 +112,10 @@ def main() -> None:
     info = videolt_info()
     batch = make_batch(args.batch, 0)
     rows = [m for m in METHODS if not args.only or m[0] in args.only.split(",")]
-    print(f"cpus: {os.cpu_count()}, torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}; batch {args.batch} x {CLIP} x {DIM}, {CLASSES} classes")
+    print(
+        f"cpus: {os.cpu_count()}, torch {torch.__version__}, threads "
+        f"{torch.get_num_threads()}; batch {args.batch} x {CLIP} x {DIM}, {CLASSES} classes"
+    )
     print("| method | params | videos/s | vs bce |\n|---|---:|---:|---:|")
     results: dict[str, float] = {}
     for name, overrides in rows:
@@ -114,8 +127,10 @@ def main() -> None:
         print(f"| {name} | {params:.1f} M | {results[name]:.0f} | {ratio} |", flush=True)
     fastest = max(results, key=results.get)
     slowest = min(results, key=results.get)
-    print(f"methods: fastest {fastest} ({results[fastest]:.0f} videos/s), slowest {slowest} "
-          f"({results[slowest]:.0f} videos/s), training step, batch {args.batch}, CPU")
+    print(
+        f"methods: fastest {fastest} ({results[fastest]:.0f} videos/s), slowest {slowest} "
+        f"({results[slowest]:.0f} videos/s), training step, batch {args.batch}, CPU"
+    )
 
 
 if __name__ == "__main__":

@@ -75,10 +75,12 @@ def main() -> None:
     with_pos = np.flatnonzero(positives > 0)
     labels_per_sample = targets.sum(axis=1).mean()
     distinct = np.mean([len(np.unique(scores[:, k])) for k in range(0, c, max(1, c // 50))])
-    print(f"data: {n} x {c} in {time.perf_counter() - t0:.1f}s, {labels_per_sample:.2f} labels "
-          f"per sample, positives per class min {positives.min()} / median "
-          f"{int(np.median(positives))} / max {positives.max()}, {c - len(with_pos)} class(es) "
-          f"without positives, ~{distinct:,.0f} distinct scores per column of {n}")
+    print(
+        f"data: {n} x {c} in {time.perf_counter() - t0:.1f}s, {labels_per_sample:.2f} labels "
+        f"per sample, positives per class min {positives.min()} / median "
+        f"{int(np.median(positives))} / max {positives.max()}, {c - len(with_pos)} class(es) "
+        f"without positives, ~{distinct:,.0f} distinct scores per column of {n}"
+    )
 
     vltr_times: list[float] = []
     ap_vltr = np.empty(0)
@@ -87,8 +89,11 @@ def main() -> None:
         ap_vltr = average_precision(scores, targets)
         vltr_times.append(time.perf_counter() - t0)
     t_vltr = min(vltr_times)
-    print("vltr average_precision: " + ", ".join(f"{t:.2f}s" for t in vltr_times)
-          + f" -> best {t_vltr:.2f}s")
+    print(
+        "vltr average_precision: "
+        + ", ".join(f"{t:.2f}s" for t in vltr_times)
+        + f" -> best {t_vltr:.2f}s"
+    )
 
     t0 = time.perf_counter()
     ap_sk = sklearn_ap(scores, targets, with_pos)
@@ -99,11 +104,15 @@ def main() -> None:
     assert np.all(ap_vltr[positives == 0] == 0.0), "vltr: classes without positives must get 0"
     diff = np.abs(ap_vltr[with_pos] - ap_sk[with_pos])
     worst = with_pos[int(np.argmax(diff))]
-    print(f"mAP over {len(with_pos)} classes with positives: vltr {ap_vltr[with_pos].mean():.6f}, "
-          f"sklearn {ap_sk[with_pos].mean():.6f}; worst class {worst} "
-          f"({positives[worst]} positives)")
-    print(f"metrics: vltr AP {t_vltr:.2f}s vs sklearn {t_sk:.2f}s on {n}x{c} -> speed-up "
-          f"{t_sk / t_vltr:.1f}x, max |diff| = {diff.max():.1e}")
+    print(
+        f"mAP over {len(with_pos)} classes with positives: vltr {ap_vltr[with_pos].mean():.6f}, "
+        f"sklearn {ap_sk[with_pos].mean():.6f}; worst class {worst} "
+        f"({positives[worst]} positives)"
+    )
+    print(
+        f"metrics: vltr AP {t_vltr:.2f}s vs sklearn {t_sk:.2f}s on {n}x{c} -> speed-up "
+        f"{t_sk / t_vltr:.1f}x, max |diff| = {diff.max():.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vltr.utils.io import write_text_atomic  # noqa: E402
 
-COLUMNS = (("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),
-           ("mAP_tail", "Tail"), ("acc1", "Acc@1"))
+COLUMNS = (
+    ("mAP", "All"),
+    ("mAP_head", "Head"),
+    ("mAP_medium", "Medium"),
+    ("mAP_tail", "Tail"),
+    ("acc1", "Acc@1"),
+)
 
 # sizes for the 64-d synthetic frames (paper sizes: non-linear hidden 2048, dual aggregator
 # 1024 + 1024 and 64 clusters, MEID attention 1024, MEDC d = 1024): at paper size a run takes
@@ -53,10 +58,17 @@ COLUMNS = (("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"),
 NONLINEAR = ["aggregator=nonlinear", "aggregator.hidden_dim=256"]
 PSA = ["aggregator=psa"]
 NETVLAD = ["aggregator=netvlad", "aggregator.num_clusters=16", "aggregator.hidden_dim=256"]
-MOVE_DUAL = ["aggregator=move_dual", "aggregator.attentive_dim=256",
-             "aggregator.codebook_dim=256", "aggregator.num_clusters=16"]
-FRAME_ATTENTION = ["aggregator=frame_attention", "aggregator.embed_dim=256",
-                   "aggregator.attention_dim=256"]
+MOVE_DUAL = [
+    "aggregator=move_dual",
+    "aggregator.attentive_dim=256",
+    "aggregator.codebook_dim=256",
+    "aggregator.num_clusters=16",
+]
+FRAME_ATTENTION = [
+    "aggregator=frame_attention",
+    "aggregator.embed_dim=256",
+    "aggregator.attention_dim=256",
+]
 LINEAR_HEAD = ["head=linear"]
 NONLINEAR_HEAD = ["head=nonlinear", "head.hidden_dim=256"]
 STRATEGIES = ["bce", "focal", "ldam_drw", "eql", "cb_loss", "cbs", "srs", "mixup"]
@@ -76,13 +88,23 @@ class Row:
 def rows() -> list[Row]:
     out: list[Row] = []
     for s in STRATEGIES:
-        out.append(Row("strategies", f"{s} / nonlinear", [f"strategy={s}", *NONLINEAR,
-                                                            *LINEAR_HEAD],
-                       None if s == "bce" else "bce / nonlinear"))
+        out.append(
+            Row(
+                "strategies",
+                f"{s} / nonlinear",
+                [f"strategy={s}", *NONLINEAR, *LINEAR_HEAD],
+                None if s == "bce" else "bce / nonlinear",
+            )
+        )
     for s in STRATEGIES:
-        out.append(Row("strategies", f"{s} / move_dual", [f"strategy={s}", *MOVE_DUAL,
-                                                            *NONLINEAR_HEAD],
-                       None if s == "bce" else "bce / move_dual"))
+        out.append(
+            Row(
+                "strategies",
+                f"{s} / move_dual",
+                [f"strategy={s}", *MOVE_DUAL, *NONLINEAR_HEAD],
+                None if s == "bce" else "bce / move_dual",
+            )
+        )
     fs = ["method=framestack", "strategy=focal", *NONLINEAR, *LINEAR_HEAD]
     out += [
         Row("framestack", "bce", ["strategy=bce", *NONLINEAR, *LINEAR_HEAD]),
@@ -90,49 +112,81 @@ def rows() -> list[Row]:
         Row("framestack", "framestack eta=0.25", [*fs, "method.eta=0.25"], "focal"),
         Row("framestack", "framestack eta=0.5", [*fs, "method.eta=0.5"], "focal"),
         Row("framestack", "framestack eta=0.75", [*fs, "method.eta=0.75"], "focal"),
-        Row("framestack", "framestack eta=0.5 fixed beta=0.5",
-            [*fs, "method.eta=0.5", "method.fixed_beta=0.5"], "framestack eta=0.5"),
+        Row(
+            "framestack",
+            "framestack eta=0.5 fixed beta=0.5",
+            [*fs, "method.eta=0.5", "method.fixed_beta=0.5"],
+            "framestack eta=0.5",
+        ),
     ]
     out += [
         Row("move", "(a) bce / nonlinear", ["strategy=bce", *NONLINEAR, *NONLINEAR_HEAD]),
         Row("move", "(b) bce / psa", ["strategy=bce", *PSA, *NONLINEAR_HEAD]),
         Row("move", "(c) bce / netvlad", ["strategy=bce", *NETVLAD, *NONLINEAR_HEAD]),
         Row("move", "(d) bce / move_dual", ["strategy=bce", *MOVE_DUAL, *NONLINEAR_HEAD]),
-        Row("move", "(e) + extrapolation (DFS)", [*MOVE, "method.interpolation=false"],
-            "(d) bce / move_dual"),
-        Row("move", "(f) + calibrated interpolation",
+        Row(
+            "move",
+            "(e) + extrapolation (DFS)",
+            [*MOVE, "method.interpolation=false"],
+            "(d) bce / move_dual",
+        ),
+        Row(
+            "move",
+            "(f) + calibrated interpolation",
             [*MOVE, "method.frame_sampler=none", "method.extrapolation=false"],
-            "(d) bce / move_dual"),
-        Row("move", "(g) MOVE without DFS (uniform view sizes)",
-            [*MOVE, "method.frame_sampler=uniform"], "(g) MOVE"),
-        Row("move", "(g) MOVE without calibration", [*MOVE, "method.calibration=false"],
-            "(g) MOVE"),
+            "(d) bce / move_dual",
+        ),
+        Row(
+            "move",
+            "(g) MOVE without DFS (uniform view sizes)",
+            [*MOVE, "method.frame_sampler=uniform"],
+            "(g) MOVE",
+        ),
+        Row(
+            "move", "(g) MOVE without calibration", [*MOVE, "method.calibration=false"], "(g) MOVE"
+        ),
         Row("move", "(g) MOVE", MOVE, "(d) bce / move_dual"),
     ]
     out += [
         Row("medc", "bce / nonlinear", ["strategy=bce", *NONLINEAR, *LINEAR_HEAD]),
-        Row("medc", "MEDC, long-tailed expert", [*MEDC, "method.experts=[long_tailed]"],
-            "bce / nonlinear"),
-        Row("medc", "MEDC, uniform expert", [*MEDC, "method.experts=[uniform]"],
-            "bce / nonlinear"),
-        Row("medc", "MEDC, inverse expert", [*MEDC, "method.experts=[inverse]"],
-            "bce / nonlinear"),
+        Row(
+            "medc",
+            "MEDC, long-tailed expert",
+            [*MEDC, "method.experts=[long_tailed]"],
+            "bce / nonlinear",
+        ),
+        Row("medc", "MEDC, uniform expert", [*MEDC, "method.experts=[uniform]"], "bce / nonlinear"),
+        Row("medc", "MEDC, inverse expert", [*MEDC, "method.experts=[inverse]"], "bce / nonlinear"),
         Row("medc", "MEDC without sorting loss", [*MEDC, "method.lambda_mu=0"], "MEDC"),
         Row("medc", "MEDC without region loss", [*MEDC, "method.lambda_sigma=0"], "MEDC"),
         Row("medc", "MEDC", MEDC, "bce / nonlinear"),
     ]
     out += [
-        Row("meid", "bce / frame_attention", ["strategy=bce", *FRAME_ATTENTION, *LINEAR_HEAD,
-                                              "dataset.clip_frames=60"]),
+        Row(
+            "meid",
+            "bce / frame_attention",
+            ["strategy=bce", *FRAME_ATTENTION, *LINEAR_HEAD, "dataset.clip_frames=60"],
+        ),
         # MEID's own loss on its expert-1 architecture, one stage: the control for MEID
-        Row("meid", "focal / frame_attention", ["strategy=focal", *FRAME_ATTENTION,
-                                                *LINEAR_HEAD, "dataset.clip_frames=60"],
-            "bce / frame_attention"),
-        Row("meid", "MEID stage 1", [*MEID, "method.stages=[{method:{stage:1}}]"],
-            "focal / frame_attention"),
+        Row(
+            "meid",
+            "focal / frame_attention",
+            ["strategy=focal", *FRAME_ATTENTION, *LINEAR_HEAD, "dataset.clip_frames=60"],
+            "bce / frame_attention",
+        ),
+        Row(
+            "meid",
+            "MEID stage 1",
+            [*MEID, "method.stages=[{method:{stage:1}}]"],
+            "focal / frame_attention",
+        ),
         Row("meid", "MEID without distillation", [*MEID, "method.distill_weight=0"], "MEID"),
-        Row("meid", "MEID without complementary frames",
-            [*MEID, "method.complementary=false"], "MEID"),
+        Row(
+            "meid",
+            "MEID without complementary frames",
+            [*MEID, "method.complementary=false"],
+            "MEID",
+        ),
         Row("meid", "MEID without motion", [*MEID, "method.use_motion=false"], "MEID"),
         Row("meid", "MEID", MEID, "focal / frame_attention"),
     ]
@@ -141,7 +195,7 @@ def rows() -> list[Row]:
 
 TABLE_TITLES = {
     "strategies": "Image-LT strategies on the non-linear baseline (linear head) and on MOVE's "
-                  "dual aggregator (non-linear head)",
+    "dual aggregator (non-linear head)",
     "framestack": "FrameStack (non-linear aggregator, linear head)",
     "move": "MOVE, Table 4 layout (non-linear head on every aggregator)",
     "medc": "MEDC (per-frame encoder = the non-linear aggregator's)",
@@ -151,23 +205,32 @@ TABLE_TITLES = {
 
 def job_overrides(row: Row, seed: int, epochs: int, lr: float, out: Path) -> list[str]:
     # schedule=synthetic: Adam, x0.1 at 75 % of the epochs, for every row
-    return ["dataset=synthetic", "features=synthetic", "schedule=synthetic", *row.overrides,
-            f"seed={seed}", f"trainer.max_epochs={epochs}", f"schedule.optimizer.lr={lr}",
-            "logger=csv",
-            # in-process loading: the job is one single-thread process (pool workers are
-            # daemons, which may not start DataLoader workers)
-            "dataset.num_workers=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.model_checkpoint.save_last=false", f"paths.root_dir={ROOT}",
-            f"hydra.run.dir={out}"]
+    return [
+        "dataset=synthetic",
+        "features=synthetic",
+        "schedule=synthetic",
+        *row.overrides,
+        f"seed={seed}",
+        f"trainer.max_epochs={epochs}",
+        f"schedule.optimizer.lr={lr}",
+        "logger=csv",
+        # in-process loading: the job is one single-thread process (pool workers are
+        # daemons, which may not start DataLoader workers)
+        "dataset.num_workers=0",
+        "trainer.enable_progress_bar=false",
+        "callbacks.model_checkpoint.save_last=false",
+        f"paths.root_dir={ROOT}",
+        f"hydra.run.dir={out}",
+    ]
 
 
 def out_name(overrides: tuple[str, ...]) -> str:
     return " ".join(o for o in overrides if not o.startswith(("aggregator.", "head.")))
 
 
-def _run_job(args: tuple[tuple[str, ...], list[str], str]
-             ) -> tuple[tuple[str, ...], dict | None, float, str]:
+def _run_job(
+    args: tuple[tuple[str, ...], list[str], str],
+) -> tuple[tuple[str, ...], dict | None, float, str]:
     """One ``vltr-train`` run in this worker process (composed as the CLI composes it)."""
     key, overrides, out = args
     import logging
@@ -220,8 +283,9 @@ def table(section: str, rows_: list[Row], results: dict[str, list[dict]]) -> str
         if row.control is not None:
             ctrl = results.get(f"{row.table}/{row.control}", [])
             if runs and ctrl:
-                d = (statistics.mean(r["mAP_tail"] for r in runs)
-                     - statistics.mean(r["mAP_tail"] for r in ctrl))
+                d = statistics.mean(r["mAP_tail"] for r in runs) - statistics.mean(
+                    r["mAP_tail"] for r in ctrl
+                )
                 delta = f"{d:+.3f} ({row.control})"
         lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {delta} | {len(runs)} |")
     return "\n".join(lines)
@@ -234,8 +298,7 @@ def replace_block(path: Path, text: str, name: str) -> None:
         return
     content = path.read_text()
     if start not in content or end not in content:
-        print(f"ablations: {path} has no {start} ... {end} block; left unchanged",
-              file=sys.stderr)
+        print(f"ablations: {path} has no {start} ... {end} block; left unchanged", file=sys.stderr)
         return
     before, rest = content.split(start, 1)
     _, after = rest.split(end, 1)
@@ -250,13 +313,19 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--runs-dir", default=None,
-                   help="default: logs/ablations/<time>; pass an earlier one to resume it")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="default: logs/ablations/<time>; pass an earlier one to resume it",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs to do and stop")
-    p.add_argument("--report", action="store_true",
-                   help="run nothing: write the tables of the runs done so far (rows with "
-                        "fewer seeds show their n) into --out and the README, whatever the "
-                        "selection")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: write the tables of the runs done so far (rows with "
+        "fewer seeds show their n) into --out and the README, whatever the "
+        "selection",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "results_synthetic.md"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args()
@@ -265,8 +334,9 @@ def main() -> int:
     unknown = only - set(TABLE_TITLES)
     if unknown:
         p.error(f"unknown table(s) {sorted(unknown)}; choose from {list(TABLE_TITLES)}")
-    selected = [r for r in rows() if (not only or r.table in only)
-                and (not names or r.name in names)]
+    selected = [
+        r for r in rows() if (not only or r.table in only) and (not names or r.name in names)
+    ]
     runs_dir = Path(args.runs_dir or ROOT / "logs" / "ablations" / time.strftime("%Y-%m-%d_%H-%M"))
     # rows with the same overrides (a control shared by two tables) are run once
     runs: dict[tuple[str, ...], list[dict]] = {}
@@ -289,8 +359,12 @@ def main() -> int:
                 done += 1
                 continue
             jobs.append((same, job_overrides(row, seed, args.epochs, args.lr, out), str(out)))
-    print(f"ablations: {len(jobs)} runs to do ({done} already done) in {runs_dir}, "
-          f"{args.jobs} at a time", file=sys.stderr, flush=True)
+    print(
+        f"ablations: {len(jobs)} runs to do ({done} already done) in {runs_dir}, "
+        f"{args.jobs} at a time",
+        file=sys.stderr,
+        flush=True,
+    )
     if args.dry_run:
         for _, overrides, out in jobs:
             print(out, " ".join(overrides))
@@ -300,36 +374,45 @@ def main() -> int:
     t0 = time.time()
     failed = 0
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=8) as pool:
-        for i, (key, metrics, seconds, error) in enumerate(
-                pool.imap_unordered(_run_job, jobs), 1):
+        for i, (key, metrics, seconds, error) in enumerate(pool.imap_unordered(_run_job, jobs), 1):
             if metrics is None:
                 failed += 1
-                print(f"  [{i}/{len(jobs)}] {out_name(key)}: FAILED ({error})", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  [{i}/{len(jobs)}] {out_name(key)}: FAILED ({error})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 continue
             runs[key].append(metrics["test"])
-            print(f"  [{i}/{len(jobs)}] {out_name(key)}: tail {metrics['test']['mAP_tail']:.3f} "
-                  f"({seconds:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"  [{i}/{len(jobs)}] {out_name(key)}: tail {metrics['test']['mAP_tail']:.3f} "
+                f"({seconds:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     minutes = (time.time() - t0) / 60
     sections = [s for s in TABLE_TITLES if any(r.table == s for r in selected)]
-    body = "\n\n".join(table(s, [r for r in selected if r.table == s], results)
-                       for s in sections)
+    body = "\n\n".join(table(s, [r for r in selected if r.table == s], results) for s in sections)
     try:
         shown = runs_dir.relative_to(ROOT)
     except ValueError:
         shown = runs_dir
-    header = (f"Embedded synthetic dataset (60 classes, imbalance 0.01, 64-d frames), "
-              f"`scripts/ablations.py`: {args.epochs} epochs for every row (MEID: each of its "
-              f"two stages), Adam lr {args.lr:g} x0.1 at epoch {max(1, args.epochs * 3 // 4)}, "
-              f"seeds 0-{args.seeds - 1} (mean ± std), test split of the best-on-val "
-              f"checkpoint; Δ tail = mean tail mAP minus the named control row's. "
-              + ("" if args.report else f"{len(jobs)} runs took {minutes:.0f} min ({args.jobs} "
-                                         "at a time, 2 CPU cores); ")
-              + f"runs in `{shown}`.")
+    header = (
+        f"Embedded synthetic dataset (60 classes, imbalance 0.01, 64-d frames), "
+        f"`scripts/ablations.py`: {args.epochs} epochs for every row (MEID: each of its "
+        f"two stages), Adam lr {args.lr:g} x0.1 at epoch {max(1, args.epochs * 3 // 4)}, "
+        f"seeds 0-{args.seeds - 1} (mean ± std), test split of the best-on-val "
+        f"checkpoint; Δ tail = mean tail mAP minus the named control row's. "
+        + (
+            ""
+            if args.report
+            else f"{len(jobs)} runs took {minutes:.0f} min ({args.jobs} at a time, 2 CPU cores); "
+        )
+        + f"runs in `{shown}`."
+    )
     text = header + "\n\n" + body
     if (not only and not names) or args.report:
-        write_text_atomic(Path(args.out), "# Results on the synthetic dataset\n\n"
-                          + text + "\n")
+        write_text_atomic(Path(args.out), "# Results on the synthetic dataset\n\n" + text + "\n")
         replace_block(Path(args.readme), text, "results")
     else:
         print("ablations: a subset was run; docs and README left unchanged", file=sys.stderr)

@@ -42,9 +42,16 @@ def main() -> int:
     if out.exists():
         print(f"make_videolt_release: error: {out} exists", file=sys.stderr)
         return 2
-    spec = SyntheticSpec(num_classes=args.num_classes, n_max=args.n_max, imbalance_ratio=0.1,
-                         frames=300, dim=2048, min_eval_per_class=3, dtype="float32",
-                         seed=args.seed)
+    spec = SyntheticSpec(
+        num_classes=args.num_classes,
+        n_max=args.n_max,
+        imbalance_ratio=0.1,
+        frames=300,
+        dim=2048,
+        min_eval_per_class=3,
+        dtype="float32",
+        seed=args.seed,
+    )
     rng = np.random.default_rng(args.seed)
     features = out / "ResNet101-feature"
     labels = out / "labels"
@@ -54,23 +61,31 @@ def main() -> int:
         store = FeatureStore(generate(spec, Path(tmp) / "release.h5"))
         ids = [f"v{i:05d}" for i in range(store.num_videos)]
         # like the release: most videos 100-300 frames, a quarter shorter than 60
-        lengths = np.where(rng.random(store.num_videos) < 0.25,
-                           rng.integers(1, 60, store.num_videos),
-                           rng.integers(100, 301, store.num_videos))
+        lengths = np.where(
+            rng.random(store.num_videos) < 0.25,
+            rng.integers(1, 60, store.num_videos),
+            rng.integers(100, 301, store.num_videos),
+        )
         for i, vid in enumerate(ids):
             np.save(features / f"{vid}.npy", store.read(i)[: lengths[i]].astype(np.float32))
         for split, name in SPLIT_FILES.items():
-            lines = [f"{ids[i]} {','.join(map(str, store.labels(i)))}\n"
-                     for i in store.split(split)]
+            lines = [
+                f"{ids[i]} {','.join(map(str, store.labels(i)))}\n" for i in store.split(split)
+            ]
             (labels / name).write_text("".join(lines))
         counts = store.class_counts("train")
-        (labels / "count-labels-train.lst").write_text("".join(
-            f"{name} {c} {float(n)}\n" for c, (name, n) in enumerate(
-                zip(store.class_names, counts, strict=True))))
+        (labels / "count-labels-train.lst").write_text(
+            "".join(
+                f"{name} {c} {float(n)}\n"
+                for c, (name, n) in enumerate(zip(store.class_names, counts, strict=True))
+            )
+        )
         store.close()
     sizes = ", ".join(f"{s} {len(store.split(s))}" for s in SPLIT_FILES)
-    print(f"{out}: {len(ids)} videos ({sizes}), T_i {lengths.min()}..{lengths.max()}, "
-          f"{args.num_classes} classes")
+    print(
+        f"{out}: {len(ids)} videos ({sizes}), T_i {lengths.min()}..{lengths.max()}, "
+        f"{args.num_classes} classes"
+    )
     return 0
 
 

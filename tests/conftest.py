@@ -27,8 +27,16 @@ BIN = Path(sys.executable).parent
 torch.set_num_threads(1)
 
 # a synthetic dataset small enough for seconds-long end-to-end runs, still long-tailed
-TINY_SYNTH = dict(num_classes=10, n_max=60, imbalance_ratio=0.1, frames=24, dim=32,
-                  min_eval_per_class=4, latent_dim=16, backbone_hidden=64)
+TINY_SYNTH = dict(
+    num_classes=10,
+    n_max=60,
+    imbalance_ratio=0.1,
+    frames=24,
+    dim=32,
+    min_eval_per_class=4,
+    latent_dim=16,
+    backbone_hidden=64,
+)
 TINY_OVERRIDES = [
     "features.dim=32",
     "features.frames=24",
@@ -81,21 +89,29 @@ def make_store(
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, t, d)).astype(np.float32)
     labels = [[i % c] + ([(i + 1) % c] if i % 4 == 0 else []) for i in range(n)]
-    splits = {"train": np.arange(0, n // 2), "val": np.arange(n // 2, 3 * n // 4),
-              "test": np.arange(3 * n // 4, n)}
-    write_store(path, x, labels=labels, class_names=[f"c{k}" for k in range(c)], splits=splits,
-                **kwargs)
+    splits = {
+        "train": np.arange(0, n // 2),
+        "val": np.arange(n // 2, 3 * n // 4),
+        "test": np.arange(3 * n // 4, n),
+    }
+    write_store(
+        path, x, labels=labels, class_names=[f"c{k}" for k in range(c)], splits=splits, **kwargs
+    )
     return path, x, labels
 
 
-def compose_at(root: Path, *overrides: str, config_name: str = "train",
-               out: Path | None = None) -> DictConfig:
+def compose_at(
+    root: Path, *overrides: str, config_name: str = "train", out: Path | None = None
+) -> DictConfig:
     """Compose ``train`` (or ``eval``) like the CLI does, with Hydra's runtime config set, its
     paths under ``root`` and its output directory ``out`` (default ``root/out``)."""
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
-        cfg = compose(config_name=config_name, return_hydra_config=True,
-                      overrides=[f"paths.root_dir={root}", *overrides])
+        cfg = compose(
+            config_name=config_name,
+            return_hydra_config=True,
+            overrides=[f"paths.root_dir={root}", *overrides],
+        )
         HydraConfig.instance().set_config(cfg)
         out = out or root / "out"
         out.mkdir(parents=True, exist_ok=True)
@@ -120,15 +136,23 @@ def run_cli(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run a console script of this venv in a subprocess."""
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true",
-                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "WANDB_SILENT": "true",
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     exe = str(BIN / args[0])
-    return subprocess.run([exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def train_tiny(compose_cfg: Callable[..., DictConfig], *overrides: str,
-               drop: tuple[str, ...] = ()) -> tuple[DictConfig, dict]:
+def train_tiny(
+    compose_cfg: Callable[..., DictConfig], *overrides: str, drop: tuple[str, ...] = ()
+) -> tuple[DictConfig, dict]:
     """Train in-process on the tiny synthetic data (TINY_OVERRIDES minus the ``drop`` prefixes,
     plus ``overrides``, no logger, no last.ckpt); check the metrics every run must report."""
     from vltr.training.train import train
@@ -151,10 +175,20 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweep_root")
     sweep = root / "logs" / "train" / "multiruns" / "tiny"
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    proc = run_cli(["vltr-train", "-m", *overrides, "trainer.max_epochs=2",
-                    "schedule.scheduler.milestones=[1]", f"paths.root_dir={root}",
-                    "dataset.imbalance_ratio=0.2,1.0,2.0", "strategy=bce,focal",
-                    f"hydra.sweep.dir={sweep}"], cwd=root)
+    proc = run_cli(
+        [
+            "vltr-train",
+            "-m",
+            *overrides,
+            "trainer.max_epochs=2",
+            "schedule.scheduler.milestones=[1]",
+            f"paths.root_dir={root}",
+            "dataset.imbalance_ratio=0.2,1.0,2.0",
+            "strategy=bce,focal",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=root,
+    )
     # every job ran; the two IR-2 jobs failed, so the sweep exits 1 and lists them
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("2 of 6 jobs failed: ")

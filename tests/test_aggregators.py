@@ -29,8 +29,13 @@ CONF = resources.files("vltr.conf").joinpath("aggregator")
 OPTIONS = sorted(p.name[: -len(".yaml")] for p in CONF.iterdir() if p.name.endswith(".yaml"))
 D = 16
 # paper sizes -> test sizes (only keys a config sets to a value are replaced)
-SHRINK = {"hidden_dim": 12, "num_clusters": 5, "attentive_dim": 10, "codebook_dim": 9,
-          "attention_dim": 8}
+SHRINK = {
+    "hidden_dim": 12,
+    "num_clusters": 5,
+    "attentive_dim": 10,
+    "codebook_dim": 9,
+    "attention_dim": 8,
+}
 
 
 def build(option: str, **overrides: object) -> nn.Module:
@@ -46,8 +51,15 @@ def prefix_mask(lengths: list[int], t: int) -> torch.Tensor:
 
 
 def test_every_paper_aggregator_has_a_config() -> None:
-    assert {"nonlinear", "netvlad", "netvlad_gated", "nextvlad", "psa", "move_dual",
-            "frame_attention"} <= set(OPTIONS)
+    assert {
+        "nonlinear",
+        "netvlad",
+        "netvlad_gated",
+        "nextvlad",
+        "psa",
+        "move_dual",
+        "frame_attention",
+    } <= set(OPTIONS)
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -97,8 +109,6 @@ def test_masked_frames_have_no_effect(option: str) -> None:
     torch.manual_seed(1)
     b = agg(garbage, mask)
     torch.testing.assert_close(b, a)
-
-
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -175,8 +185,18 @@ def _bn(bn: nn.BatchNorm1d | None, v: torch.Tensor) -> torch.Tensor:
 def test_netvlad_equals_eq_2_3_loop(residual: bool, batch_norm: bool, cluster_gate: bool) -> None:
     torch.manual_seed(0)
     b, t, d, k = 2, 5, 3, 4
-    agg = NetVLAD(d, num_clusters=k, hidden_dim=6, residual=residual, batch_norm=batch_norm,
-                  cluster_gate=cluster_gate).double().eval()
+    agg = (
+        NetVLAD(
+            d,
+            num_clusters=k,
+            hidden_dim=6,
+            residual=residual,
+            batch_norm=batch_norm,
+            cluster_gate=cluster_gate,
+        )
+        .double()
+        .eval()
+    )
     _randomise_batch_norms(agg)
     assert (agg.centroids is not None) == residual
     x, mask = torch.randn(b, t, d, dtype=torch.float64), _mask(b, t)
@@ -189,8 +209,9 @@ def test_netvlad_equals_eq_2_3_loop(residual: bool, batch_norm: bool, cluster_ga
             if not mask[i, s]:
                 continue
             xs = _bn(agg.input_bn, x[i, s])
-            logits = torch.stack([w[j] @ xs + (bias[j] if bias is not None else 0.0)
-                                  for j in range(k)])
+            logits = torch.stack(
+                [w[j] @ xs + (bias[j] if bias is not None else 0.0) for j in range(k)]
+            )
             logits = _bn(agg.assign_bn, logits)
             a = logits.exp() / logits.exp().sum()  # eq. 3
             for j in range(k):
@@ -215,12 +236,15 @@ def test_netvlad_gated_is_the_released_netvlagd() -> None:
     agg = build("netvlad_gated")
     shapes = {name: tuple(p.shape) for name, p in agg.named_parameters()}
     assert shapes == {
-        "input_bn.weight": (D,), "input_bn.bias": (D,),
+        "input_bn.weight": (D,),
+        "input_bn.bias": (D,),
         "assign.weight": (k, D),
-        "assign_bn.weight": (k,), "assign_bn.bias": (k,),
+        "assign_bn.weight": (k,),
+        "assign_bn.bias": (k,),
         "cluster_gate": (k, D),
         "fc.weight": (h, k * D),
-        "hidden_bn.weight": (h,), "hidden_bn.bias": (h,),
+        "hidden_bn.weight": (h,),
+        "hidden_bn.bias": (h,),
     }
     buffers = {name for name, _ in agg.named_buffers()}
     assert {"input_bn.running_mean", "assign_bn.running_var", "hidden_bn.running_mean"} <= buffers
@@ -248,8 +272,9 @@ def test_batch_statistics_come_from_real_frames_only(option: str) -> None:
 
 
 def _branch_scales(d: int, k: int, hidden: int, batch: int, frames: int) -> tuple[float, float]:
-    agg = MoveDualAggregator(d, num_heads=4, num_clusters=k, attentive_dim=hidden,
-                             codebook_dim=hidden).train()
+    agg = MoveDualAggregator(
+        d, num_heads=4, num_clusters=k, attentive_dim=hidden, codebook_dim=hidden
+    ).train()
     x = torch.randn(batch, frames, d).relu()  # non-negative, like CNN features
     with torch.no_grad():
         return float(agg.self_attentive(x).std()), float(agg.codebook_attentive(x).std())
@@ -268,8 +293,13 @@ def test_nextvlad_equals_loop() -> None:
     torch.manual_seed(0)
     b, t, d, k, lam, g = 2, 4, 4, 3, 2, 4
     for batch_norm in (False, True):
-        agg = NeXtVLAD(d, num_clusters=k, expansion=lam, groups=g, hidden_dim=5,
-                       batch_norm=batch_norm).double().eval()
+        agg = (
+            NeXtVLAD(
+                d, num_clusters=k, expansion=lam, groups=g, hidden_dim=5, batch_norm=batch_norm
+            )
+            .double()
+            .eval()
+        )
         _randomise_batch_norms(agg)
         x, mask = torch.randn(b, t, d, dtype=torch.float64), _mask(b, t)
         gd = lam * d // g
@@ -306,13 +336,14 @@ def test_psa_query_is_masked_mean_and_matches_multihead_attention() -> None:
     # the same as PyTorch's MultiheadAttention with the prototype as the only query
     mha = nn.MultiheadAttention(d, h, batch_first=True).double()
     with torch.no_grad():
-        mha.in_proj_weight.copy_(torch.cat([psa.q_proj.weight, psa.k_proj.weight,
-                                            psa.v_proj.weight]))
-        mha.in_proj_bias.copy_(torch.cat([psa.q_proj.bias, torch.zeros(d, dtype=torch.float64),
-                                          psa.v_proj.bias]))
+        mha.in_proj_weight.copy_(
+            torch.cat([psa.q_proj.weight, psa.k_proj.weight, psa.v_proj.weight])
+        )
+        mha.in_proj_bias.copy_(
+            torch.cat([psa.q_proj.bias, torch.zeros(d, dtype=torch.float64), psa.v_proj.bias])
+        )
         mha.out_proj.load_state_dict(psa.out_proj.state_dict())
-    o, weights = mha(proto.unsqueeze(1), x, x, key_padding_mask=~mask,
-                     average_attn_weights=False)
+    o, weights = mha(proto.unsqueeze(1), x, x, key_padding_mask=~mask, average_attn_weights=False)
     torch.testing.assert_close(out, psa.norm(proto + o.squeeze(1)))
     torch.testing.assert_close(psa.attention(x, mask), weights.squeeze(2))
     assert psa.output_dim == d
@@ -320,8 +351,9 @@ def test_psa_query_is_masked_mean_and_matches_multihead_attention() -> None:
 
 def test_move_dual_is_concatenation_of_projected_parts() -> None:
     torch.manual_seed(0)
-    agg = MoveDualAggregator(D, num_heads=4, num_clusters=5, attentive_dim=10,
-                             codebook_dim=9).eval()
+    agg = MoveDualAggregator(
+        D, num_heads=4, num_clusters=5, attentive_dim=10, codebook_dim=9
+    ).eval()
     x, mask = torch.randn(2, 6, D), _mask(2, 6)
     out = agg(x, mask)
     assert agg.output_dim == 19 and out.shape == (2, 19)
@@ -351,8 +383,7 @@ def test_frame_attention_sigmoid_formula() -> None:
     torch.testing.assert_close(agg(x, mask), expected)
     # eq. 4 read literally: the classifier per frame on T (.) A, averaged over real frames
     head = nn.Linear(agg.output_dim, 3).double()
-    per_frame = torch.stack([head(a[i, mask[i], None] * emb[i, mask[i]]).mean(0)
-                             for i in range(2)])
+    per_frame = torch.stack([head(a[i, mask[i], None] * emb[i, mask[i]]).mean(0) for i in range(2)])
     torch.testing.assert_close(head(agg(x, mask)), per_frame)
 
 

@@ -10,8 +10,18 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vltr"
 # lowest first; a package may import its own modules and any package before it
-LAYERS = ["utils", "conf", "data", "models", "strategies", "evaluation", "methods", "training",
-          "analysis", "cli"]
+LAYERS = [
+    "utils",
+    "conf",
+    "data",
+    "models",
+    "strategies",
+    "evaluation",
+    "methods",
+    "training",
+    "analysis",
+    "cli",
+]
 MAX_LINES = 350
 
 
@@ -47,7 +57,8 @@ def test_top_level_holds_packages_only() -> None:
     modules = sorted(p.name for p in SRC.glob("*.py") if p.name != "__init__.py")
     assert modules == []
     assert sorted(p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__") == (
-        sorted(LAYERS))
+        sorted(LAYERS)
+    )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))

@@ -16,18 +16,31 @@ from vltr.data.store import write_store
 from conftest import main_exit, run_cli
 
 pytestmark = pytest.mark.e2e
-QUICK = ["features.dim=4", "features.frames=8", "dataset.clip_frames=4", "dataset.batch_size=4",
-         "dataset.num_workers=0", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-         "~callbacks.rich_progress_bar", "logger=none", "dataset.groups.head_min=3",
-         "dataset.groups.tail_max=1"]
+QUICK = [
+    "features.dim=4",
+    "features.frames=8",
+    "dataset.clip_frames=4",
+    "dataset.batch_size=4",
+    "dataset.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.rich_progress_bar",
+    "logger=none",
+    "dataset.groups.head_min=3",
+    "dataset.groups.tail_max=1",
+]
 
 
 def store(path: Path, labels: list[list[int]] | None = None, n: int = 24) -> Path:
     rng = np.random.default_rng(0)
     labels = labels or [[i % 3] for i in range(n)]
-    return write_store(path, rng.standard_normal((n, 8, 4)).astype(np.float32), labels=labels,
-                       class_names=["a", "b", "c"],
-                       splits={"train": range(12), "val": range(12, 18), "test": range(18, n)})
+    return write_store(
+        path,
+        rng.standard_normal((n, 8, 4)).astype(np.float32),
+        labels=labels,
+        class_names=["a", "b", "c"],
+        splits={"train": range(12), "val": range(12, 18), "test": range(18, n)},
+    )
 
 
 def corrupt(path: Path, kind: str) -> Path:
@@ -79,17 +92,21 @@ SUBPROCESS_CASE = "not_hdf5"
 
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_bad_input_one_line_nonzero_untouched(
-    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = corrupt(tmp_path / "s.h5", kind) if kind not in ("dim", "frames") else store(
-        tmp_path / "s.h5")
+    path = (
+        corrupt(tmp_path / "s.h5", kind)
+        if kind not in ("dim", "frames")
+        else store(tmp_path / "s.h5")
+    )
     if kind in ("unknown_key", "mistyped_key"):
         store(path)
     before = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
     extra, message = CASES[kind]
-    argv = [f"paths.root_dir={tmp_path}", "dataset=store", f"dataset.path={path}", *QUICK,
-            *extra]
+    argv = [f"paths.root_dir={tmp_path}", "dataset=store", f"dataset.path={path}", *QUICK, *extra]
     if kind == SUBPROCESS_CASE:
         proc = run_cli(["vltr-train", *argv], cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr[-2000:]
@@ -110,8 +127,16 @@ def test_class_without_training_videos_still_evaluates(tmp_path: Path) -> None:
     labels = [[i % 2] for i in range(18)] + [[2], [0], [1], [0], [1], [0]]
     labels[14] = [2]  # one val positive so val/mAP stays informative
     path = store(tmp_path / "s.h5", labels=labels)
-    proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", "dataset=store",
-                    f"dataset.path={path}", *QUICK], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-train",
+            f"paths.root_dir={tmp_path}",
+            "dataset=store",
+            f"dataset.path={path}",
+            *QUICK,
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # said once, naming the class, instead of training silently
     warning = "store: 1 class(es) have no training videos: c (they are evaluated"

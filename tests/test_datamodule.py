@@ -17,8 +17,14 @@ from conftest import make_store
 
 
 def dm_for(path: Path, **kw: object) -> VideoFeatureDataModule:
-    args = dict(name="t", path=str(path), clip_frames=12, batch_size=8, num_workers=0,
-                groups={"head_min": 30, "tail_max": 10})
+    args = dict(
+        name="t",
+        path=str(path),
+        clip_frames=12,
+        batch_size=8,
+        num_workers=0,
+        groups={"head_min": 30, "tail_max": 10},
+    )
     args.update(kw)
     dm = VideoFeatureDataModule(**args)
     dm.setup("fit")
@@ -54,9 +60,13 @@ def test_train_frames_sorted_with_replacement(tmp_path: Path) -> None:
     x = np.broadcast_to(np.arange(t, dtype=np.float32)[None, :, None], (n, t, 2)).copy()
     from vltr.data.store import write_store
 
-    path = write_store(tmp_path / "idx.h5", x, labels=[[i % 2] for i in range(n)],
-                       class_names=["a", "b"], splits={"train": range(n), "val": [0],
-                                                       "test": [1]})
+    path = write_store(
+        tmp_path / "idx.h5",
+        x,
+        labels=[[i % 2] for i in range(n)],
+        class_names=["a", "b"],
+        splits={"train": range(n), "val": [0], "test": [1]},
+    )
     ds = VideoFeatureDataset(FeatureStore(path), "train", clip_frames=30)  # more than T
     repeats = 0
     for item in range(n):
@@ -84,8 +94,11 @@ def test_workers_draw_different_frames(tiny_store: Path) -> None:
     store = FeatureStore(tiny_store)
     ds = VideoFeatureDataset(store, "train", clip_frames=12)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(ds, [0] * 8), batch_size=1, num_workers=2,
-        collate_fn=lambda s: s[0].features)
+        torch.utils.data.Subset(ds, [0] * 8),
+        batch_size=1,
+        num_workers=2,
+        collate_fn=lambda s: s[0].features,
+    )
     clips = [c.tobytes() for c in loader]
     assert len(set(clips)) > 1
 
@@ -122,23 +135,31 @@ def test_train_streams_yield_one_batch_per_stream(tiny_store: Path) -> None:
     from vltr.utils.errors import ConfigError
 
     uniform = functools.partial(ClassAwareSampler, power=0.0, seed=0)
-    dm = dm_for(tiny_store, train_streams={"natural": None, "uniform": uniform},
-                train_stream_names=["uniform", "natural"])
+    dm = dm_for(
+        tiny_store,
+        train_streams={"natural": None, "uniform": uniform},
+        train_stream_names=["uniform", "natural"],
+    )
     loader = dm.train_dataloader()
     assert isinstance(loader, CombinedLoader) and list(loader.iterables) == ["uniform", "natural"]
     batch, _, _ = next(iter(loader))
     assert set(batch) == {"uniform", "natural"}
-    assert all(isinstance(b, VideoBatch) and b.features.shape == (8, 12, 32)
-               for b in batch.values())
+    assert all(
+        isinstance(b, VideoBatch) and b.features.shape == (8, 12, 32) for b in batch.values()
+    )
     assert isinstance(loader.iterables["uniform"].sampler, ClassAwareSampler)
     # one stream of several; a stream that does not exist; a strategy sampler next to streams
-    one = dm_for(tiny_store, train_streams={"natural": None, "uniform": uniform},
-                 train_stream_names=["uniform"])
+    one = dm_for(
+        tiny_store,
+        train_streams={"natural": None, "uniform": uniform},
+        train_stream_names=["uniform"],
+    )
     assert list(one.train_dataloader().iterables) == ["uniform"]
     with pytest.raises(ConfigError, match="train_stream_names"):
         dm_for(tiny_store, train_streams={"natural": None}, train_stream_names=["inverse"])
     with pytest.raises(ConfigError, match="strategy"):
         dm_for(tiny_store, train_streams={"natural": None}, sampler=uniform)
     # names without streams select nothing: one plain loader
-    assert isinstance(dm_for(tiny_store, train_stream_names=["a"]).train_dataloader(),
-                      torch.utils.data.DataLoader)
+    assert isinstance(
+        dm_for(tiny_store, train_stream_names=["a"]).train_dataloader(), torch.utils.data.DataLoader
+    )

@@ -14,9 +14,15 @@ FAST = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
 
 
 def run(compose_cfg: Callable[..., DictConfig], seed: int, workers: int) -> dict:
-    cfg = compose_cfg(*FAST, "trainer.max_epochs=2", "logger=none", f"seed={seed}",
-                      "trainer.deterministic=true", f"dataset.num_workers={workers}",
-                      "strategy=mixup")
+    cfg = compose_cfg(
+        *FAST,
+        "trainer.max_epochs=2",
+        "logger=none",
+        f"seed={seed}",
+        "trainer.deterministic=true",
+        f"dataset.num_workers={workers}",
+        "strategy=mixup",
+    )
     return train(cfg)
 
 

@@ -16,15 +16,26 @@ ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MKDOCS, "-f", str(config), "-d", str(site)], capture_output=True,
-                          text=True, env=ENV, timeout=300)
+    return subprocess.run(
+        [*MKDOCS, "-f", str(config), "-d", str(site)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
 
 
 def test_docs_build_in_strict_mode(tmp_path: Path) -> None:
     proc = build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for page in ("index.html", "quickstart/index.html", "reports/index.html",
-                 "progress/index.html", "notebooks/index.html", "cli/index.html"):
+    for page in (
+        "index.html",
+        "quickstart/index.html",
+        "reports/index.html",
+        "progress/index.html",
+        "notebooks/index.html",
+        "cli/index.html",
+    ):
         assert (tmp_path / "site" / page).is_file(), page
     assert "paired bootstrap" in (tmp_path / "site" / "reports" / "index.html").read_text()
 

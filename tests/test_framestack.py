@@ -39,12 +39,16 @@ from vltr.utils.distributed import gather_rows
 from conftest import TINY_OVERRIDES, make_store
 
 
-def make_module(classes: int, dim: int, dropout: float = 0.0, **kwargs: object
-                ) -> FrameStackModule:
-    return FrameStackModule(MethodSetup(
-        aggregator=NonLinearFrameAggregator(input_dim=dim, hidden_dim=16, dropout=dropout),
-        loss=FocalLoss(gamma=1.0), optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
-        class_counts=[10] * classes), **kwargs)
+def make_module(classes: int, dim: int, dropout: float = 0.0, **kwargs: object) -> FrameStackModule:
+    return FrameStackModule(
+        MethodSetup(
+            aggregator=NonLinearFrameAggregator(input_dim=dim, hidden_dim=16, dropout=dropout),
+            loss=FocalLoss(gamma=1.0),
+            optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
+            class_counts=[10] * classes,
+        ),
+        **kwargs,
+    )
 
 
 def id_features(batch: int, frames: int, dtype: torch.dtype = torch.float16) -> torch.Tensor:
@@ -121,8 +125,11 @@ def test_fixed_beta_replaces_the_rap_ratio() -> None:
 
 
 def test_beta_follows_rap_and_falls_back_to_half() -> None:
-    beta = stack_ratio(torch.tensor([0.75, 0.25, 0.3, 0.0, 4e-6, 2e-5]),
-                       torch.tensor([0.25, 0.75, 0.0, 0.0, 5e-6, 0.0]), eps=1e-5)
+    beta = stack_ratio(
+        torch.tensor([0.75, 0.25, 0.3, 0.0, 4e-6, 2e-5]),
+        torch.tensor([0.25, 0.75, 0.0, 0.0, 5e-6, 0.0]),
+        eps=1e-5,
+    )
     assert beta.tolist() == pytest.approx([0.75, 0.25, 1.0, 0.5, 0.5, 1.0])
     # a multi-label video's rAP: mean over its positive classes (or VideoLT's mean over all C)
     rap = torch.tensor([0.8, 0.4, 0.0, 0.2])
@@ -189,18 +196,24 @@ def test_rap_equals_average_precision_and_float16_storage_is_exact_enough() -> N
     s = (-6 + 3 * rng.standard_normal((n, c)) + 6 * y * rng.random((n, c))).astype(np.float32)
     index = np.arange(n)
     parts = np.array_split(np.arange(n), 3)
-    chunks = [pack_records(torch.from_numpy(s[p]), torch.from_numpy(y[p]),
-                           torch.from_numpy(index[p])).numpy() for p in parts]
+    chunks = [
+        pack_records(
+            torch.from_numpy(s[p]), torch.from_numpy(y[p]), torch.from_numpy(index[p])
+        ).numpy()
+        for p in parts
+    ]
     assert chunks[0].shape[1] == record_width(c) == 2 * c + 19 + 8
     # a repeated video (sampler padding) with other scores: the first occurrence counts
-    dup = pack_records(torch.from_numpy(s[:50] + 5), torch.from_numpy(y[:50]),
-                       torch.from_numpy(index[:50])).numpy()
+    dup = pack_records(
+        torch.from_numpy(s[:50] + 5), torch.from_numpy(y[:50]), torch.from_numpy(index[:50])
+    ).numpy()
     rap = rap_from_records([*chunks, dup], c)
     scores, targets, idx = unpack_records(np.concatenate(chunks), c)
     assert np.array_equal(targets, y > 0.5) and np.array_equal(idx, index)
     assert np.array_equal(scores, s.astype(np.float16))
-    np.testing.assert_array_equal(rap, average_precision(s.astype(np.float16).astype(np.float32),
-                                                         y))
+    np.testing.assert_array_equal(
+        rap, average_precision(s.astype(np.float16).astype(np.float32), y)
+    )
     err = np.abs(rap - average_precision(s, y))
     assert err.max() <= 5e-3 and err.mean() <= 2e-4  # the documented float16 tolerance
     assert err.max() > 0  # float16 did round (the check above is not vacuous)
@@ -240,16 +253,19 @@ class RapDump(L.Callback):
         rows = torch.arange(n * 3, dtype=torch.uint8).reshape(n, 3) + 100 * rank
         torch.save(gather_rows(rows, dst=0, chunk_rows=2), f"{self.out}/gather{rank}.pt")
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # callbacks run before the module's hook, which gathers and clears the records
         if pl_module._is_last_train_batch(batch_idx):
             rows = torch.cat(pl_module._records).numpy()
             np.save(f"{self.out}/rows_e{trainer.current_epoch}_r{trainer.global_rank}.npy", rows)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        np.save(f"{self.out}/rap_e{trainer.current_epoch}_r{trainer.global_rank}.npy",
-                pl_module.rap.numpy())
+        np.save(
+            f"{self.out}/rap_e{trainer.current_epoch}_r{trainer.global_rank}.npy",
+            pl_module.rap.numpy(),
+        )
 
 
 @pytest.mark.ddp
@@ -257,13 +273,23 @@ def test_rap_is_identical_on_every_rank_under_ddp(tmp_path: Path) -> None:
     # Lightning ddp_spawn, gloo, 2 processes, 21 training videos (odd: the DistributedSampler
     # repeats one), messages of 2 rows
     path, _, _ = make_store(tmp_path / "s.h5", n=42, t=8, d=4, c=3)
-    dm = VideoFeatureDataModule(name="s", path=str(path), clip_frames=8, batch_size=4,
-                                num_workers=0)
+    dm = VideoFeatureDataModule(
+        name="s", path=str(path), clip_frames=8, batch_size=4, num_workers=0
+    )
     module = make_module(3, 4, dropout=0.5, gather_chunk_rows=2)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1,
-                        callbacks=[RapDump(str(tmp_path))])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        callbacks=[RapDump(str(tmp_path))],
+    )
     trainer.fit(module, datamodule=dm)
     got = torch.load(tmp_path / "gather0.pt", weights_only=False)
     assert torch.load(tmp_path / "gather1.pt", weights_only=False) is None
@@ -302,13 +328,22 @@ def test_checkpoint_holds_the_rap_the_next_epoch_uses(tmp_path: Path) -> None:
 
     def fit(max_epochs: int, ckpt: str | None) -> RapTrace:
         trace = RapTrace()
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False,
-                            enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0,
-                            callbacks=[trace, ModelCheckpoint(dirpath=tmp_path / f"ck{max_epochs}",
-                                                              save_last=True)])
-        dm = VideoFeatureDataModule(name="s", path=str(path), clip_frames=8, batch_size=4,
-                                    num_workers=0)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=max_epochs,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[
+                trace,
+                ModelCheckpoint(dirpath=tmp_path / f"ck{max_epochs}", save_last=True),
+            ],
+        )
+        dm = VideoFeatureDataModule(
+            name="s", path=str(path), clip_frames=8, batch_size=4, num_workers=0
+        )
         trainer.fit(make_module(3, 4, dropout=0.5), datamodule=dm, ckpt_path=ckpt)
         return trace
 
@@ -326,8 +361,7 @@ def test_checkpoint_holds_the_rap_the_next_epoch_uses(tmp_path: Path) -> None:
 def test_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
     from vltr.training.train import train
 
-    cfg = compose_cfg(*TINY_OVERRIDES, "method=framestack", "logger=none",
-                      "trainer.max_epochs=3")
+    cfg = compose_cfg(*TINY_OVERRIDES, "method=framestack", "logger=none", "trainer.max_epochs=3")
     assert cfg.method._target_ == "vltr.methods.framestack.FrameStackModule"
     assert cfg.method.clip_length == cfg.dataset.clip_frames == 12
     result = train(cfg)

@@ -26,8 +26,7 @@ def parsers(parser: argparse.ArgumentParser, path: str):
                 yield from parsers(sub, f"{path} {name}")
 
 
-@pytest.mark.parametrize("build,prog", [(data_parser, "vltr-data"),
-                                        (report_parser, "vltr-report")])
+@pytest.mark.parametrize("build,prog", [(data_parser, "vltr-data"), (report_parser, "vltr-report")])
 def test_every_command_has_plain_help_with_examples(build, prog: str) -> None:
     seen = 0
     for path, parser in parsers(build(), prog):
@@ -50,15 +49,26 @@ def test_vltr_train_help_lists_groups_and_examples_not_presets(tmp_path: Path) -
     for leak in LEAKS:
         assert leak not in text
     conf = Path(__file__).resolve().parents[1] / "src" / "vltr" / "conf"
-    for group in ("dataset", "features", "aggregator", "head", "method", "strategy", "schedule",
-                  "trainer"):
+    for group in (
+        "dataset",
+        "features",
+        "aggregator",
+        "head",
+        "method",
+        "strategy",
+        "schedule",
+        "trainer",
+    ):
         options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
         line = re.search(rf"^  {group} +(.+(?:\n {{10,}}[^ ].*)*)", text, re.M)
         assert line, group
         listed = re.sub(r"\s+", " ", line.group(1))
         assert all(o in listed for o in options), (group, listed)
-    presets = sorted(f"{p.parent.name}/{p.stem}" for p in (conf / "experiment").glob("*/*.yaml")
-                     if p.name != "metafile.yaml")
+    presets = sorted(
+        f"{p.parent.name}/{p.stem}"
+        for p in (conf / "experiment").glob("*/*.yaml")
+        if p.name != "metafile.yaml"
+    )
     assert f"{len(presets)} presets by paper" in text
     assert sum(name in text for name in presets) <= 3  # named by pattern, not listed
     examples = text.split("== Examples ==")[1].split("\n\n")[0]

@@ -55,8 +55,13 @@ def expected_frames(x: np.ndarray, t: int) -> np.ndarray:
     return x[np.linspace(0, len(x) - 1, t).astype(np.int32)]
 
 
-def check_store(path: Path, rows_by_split: dict[str, Rows], arrays: dict[str, np.ndarray],
-                frames: int, dtype: str = "float32") -> FeatureStore:
+def check_store(
+    path: Path,
+    rows_by_split: dict[str, Rows],
+    arrays: dict[str, np.ndarray],
+    frames: int,
+    dtype: str = "float32",
+) -> FeatureStore:
     assert validate_store(path) == []
     store = FeatureStore(path)
     assert (store.frames, store.dim) == (frames, D)
@@ -66,8 +71,9 @@ def check_store(path: Path, rows_by_split: dict[str, Rows], arrays: dict[str, np
         assert got == [vid for vid, _ in rows], split
         for i, (vid, labels) in zip(store.split(split), rows, strict=True):
             assert store.labels(int(i)).tolist() == labels
-            np.testing.assert_array_equal(store.read(int(i)),
-                                          expected_frames(arrays[vid], frames).astype(dtype))
+            np.testing.assert_array_equal(
+                store.read(int(i)), expected_frames(arrays[vid], frames).astype(dtype)
+            )
     return store
 
 
@@ -83,11 +89,19 @@ def test_resample_rule_by_hand() -> None:
 VIDEOLT_NAMES = ["3DPainting", "ACappella", "ATM", "zumbaDance"]
 
 
-def videolt_release(root: Path, counts: list[float] | None = None
-                    ) -> tuple[dict[str, Rows], dict[str, np.ndarray]]:
+def videolt_release(
+    root: Path, counts: list[float] | None = None
+) -> tuple[dict[str, Rows], dict[str, np.ndarray]]:
     rows = {
-        "train": [("aa-1", [0]), ("b_2", [1, 3]), ("c3", [2]), ("d4", [3, 0]), ("e5", [1]),
-                  ("f6", [2]), ("g7", [0])],
+        "train": [
+            ("aa-1", [0]),
+            ("b_2", [1, 3]),
+            ("c3", [2]),
+            ("d4", [3, 0]),
+            ("e5", [1]),
+            ("f6", [2]),
+            ("g7", [0]),
+        ],
         "val": [("h8", [1]), ("i9", [2, 0]), ("j10", [3])],
         "test": [("k11", [0]), ("l12", [3]), ("m13", [1, 2])],
     }
@@ -98,8 +112,10 @@ def videolt_release(root: Path, counts: list[float] | None = None
         write_list(root / "labels" / file, rows[split])
     counts = counts or [3.0, 2.0, 2.0, 2.0]  # train.lst, multi-label videos count per class
     (root / "labels" / "count-labels-train.lst").write_text(
-        "".join(f"{n} {i} {c}\n" for i, (n, c) in enumerate(zip(VIDEOLT_NAMES, counts,
-                                                                  strict=True))))
+        "".join(
+            f"{n} {i} {c}\n" for i, (n, c) in enumerate(zip(VIDEOLT_NAMES, counts, strict=True))
+        )
+    )
     return rows, arrays
 
 
@@ -107,9 +123,16 @@ def videolt_release(root: Path, counts: list[float] | None = None
 def test_videolt_import(tmp_path: Path, dtype: str, workers: int) -> None:
     rows, arrays = videolt_release(tmp_path)
     warnings: list[str] = []
-    result = importers.import_videolt(tmp_path / "features", tmp_path / "labels",
-                                      tmp_path / "vlt.h5", dtype=dtype, backbone="resnet101",
-                                      workers=workers, chunk_videos=4, warn=warnings.append)
+    result = importers.import_videolt(
+        tmp_path / "features",
+        tmp_path / "labels",
+        tmp_path / "vlt.h5",
+        dtype=dtype,
+        backbone="resnet101",
+        workers=workers,
+        chunk_videos=4,
+        warn=warnings.append,
+    )
     assert warnings == []
     assert (result.num_videos, result.split_sizes) == (13, {"train": 7, "val": 3, "test": 3})
     store = check_store(tmp_path / "vlt.h5", rows, arrays, frames=150, dtype=dtype)
@@ -121,12 +144,28 @@ def test_videolt_import(tmp_path: Path, dtype: str, workers: int) -> None:
 
 def test_videolt_count_mismatch_warns(tmp_path: Path) -> None:
     videolt_release(tmp_path, counts=[3.0, 5.0, 2.0, 2.0])
-    proc = run_cli(["vltr-data", "import", "videolt", "--features", str(tmp_path / "features"),
-                    "--lists", str(tmp_path / "labels"), "--out", str(tmp_path / "v.h5"),
-                    "--frames", "20", "--no-progress"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "import",
+            "videolt",
+            "--features",
+            str(tmp_path / "features"),
+            "--lists",
+            str(tmp_path / "labels"),
+            "--out",
+            str(tmp_path / "v.h5"),
+            "--frames",
+            "20",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert ("count-labels-train.lst: 1 class count(s) differ from train.lst, first ACappella "
-            "(index 1): file says 5, train.lst has 2") in proc.stderr
+    assert (
+        "count-labels-train.lst: 1 class count(s) differ from train.lst, first ACappella "
+        "(index 1): file says 5, train.lst has 2"
+    ) in proc.stderr
     assert FeatureStore(tmp_path / "v.h5").frames == 20
 
 
@@ -135,23 +174,39 @@ def test_videolt_missing_feature_file_cli(tmp_path: Path) -> None:
     (tmp_path / "features" / "i9.npy").unlink()
     out = tmp_path / "out" / "vlt.h5"
     out.parent.mkdir()
-    proc = run_cli(["vltr-data", "import", "videolt", "--features", str(tmp_path / "features"),
-                    "--lists", str(tmp_path / "labels"), "--out", str(out)], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "import",
+            "videolt",
+            "--features",
+            str(tmp_path / "features"),
+            "--lists",
+            str(tmp_path / "labels"),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines == [f"vltr-data: error: video i9: feature file "
-                     f"{tmp_path / 'features' / 'i9.npy'} not found"]
+    assert lines == [
+        f"vltr-data: error: video i9: feature file {tmp_path / 'features' / 'i9.npy'} not found"
+    ]
     assert list(out.parent.iterdir()) == []  # neither the store nor a temporary file
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: np.save(p, np.zeros((12, D + 1), np.float32)), r"array of shape \[12, 9\]"),
-    (lambda p: np.save(p, np.zeros((0, D), np.float32)), r"array of shape \[0, 8\]"),
-    (lambda p: np.save(p, np.zeros((4, 3, D), np.float32)), r"array of shape \[4, 3, 8\]"),
-    (lambda p: p.write_bytes(b"not numpy"), "unreadable"),
-    (lambda p: np.save(p, np.full((4, D), 1e6, np.float32)), "values beyond the float16 range"),
-    (lambda p: np.save(p, np.full((4, D), np.nan, np.float32)), "NaN/Inf features"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: np.save(p, np.zeros((12, D + 1), np.float32)), r"array of shape \[12, 9\]"),
+        (lambda p: np.save(p, np.zeros((0, D), np.float32)), r"array of shape \[0, 8\]"),
+        (lambda p: np.save(p, np.zeros((4, 3, D), np.float32)), r"array of shape \[4, 3, 8\]"),
+        (lambda p: p.write_bytes(b"not numpy"), "unreadable"),
+        (lambda p: np.save(p, np.full((4, D), 1e6, np.float32)), "values beyond the float16 range"),
+        (lambda p: np.save(p, np.full((4, D), np.nan, np.float32)), "NaN/Inf features"),
+    ],
+)
 def test_bad_feature_file_leaves_nothing(
     tmp_path: Path, damage: Callable[[Path], None], message: str
 ) -> None:
@@ -160,8 +215,9 @@ def test_bad_feature_file_leaves_nothing(
     damage(bad)
     out = tmp_path / "out"
     with pytest.raises(StoreError, match=rf"^video l12: {re.escape(str(bad))}: {message}") as err:
-        importers.import_videolt(tmp_path / "features", tmp_path / "labels", out / "v.h5",
-                                 workers=2, chunk_videos=2)
+        importers.import_videolt(
+            tmp_path / "features", tmp_path / "labels", out / "v.h5", workers=2, chunk_videos=2
+        )
     assert "\n" not in str(err.value)
     assert list(out.iterdir()) == []  # neither the store nor its temporary file
 
@@ -194,21 +250,44 @@ def test_minikinetics_holdout_and_load_time_imbalance(
     train = [(f"yt{k:02d}_000010_000020", [c]) for k, c in enumerate(labels)]
     test = [(f"te{k}_000001_000011", [k % 3]) for k in range(6)]
     arrays = fabricate(tmp_path / "ResNet50" / "train", train) | fabricate(
-        tmp_path / "ResNet50" / "val", test, seed=1)
+        tmp_path / "ResNet50" / "val", test, seed=1
+    )
     write_list(tmp_path / "data" / "train.lst", train)
     write_list(tmp_path / "data" / "val.lst", test)
     names = tmp_path / "names.txt"
     names.write_text("abseiling\nair drumming\narchery\n")
     out = tmp_path / "mk.h5"
-    proc = run_cli(["vltr-data", "import", "minikinetics200", "--features",
-                    str(tmp_path / "ResNet50"), "--lists", str(tmp_path / "data"),
-                    "--out", str(out), "--val-per-class", "1", "--num-classes", "3",
-                    "--class-names", str(names), "--frames", "16", "--workers", "2"],
-                   cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "import",
+            "minikinetics200",
+            "--features",
+            str(tmp_path / "ResNet50"),
+            "--lists",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+            "--val-per-class",
+            "1",
+            "--num-classes",
+            "3",
+            "--class-names",
+            str(names),
+            "--frames",
+            "16",
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     held = [15, 14, 13]  # last clip of classes 2, 1, 0 in list order
-    rows = {"train": [r for k, r in enumerate(train) if k not in held],
-            "val": [train[k] for k in sorted(held)], "test": test}
+    rows = {
+        "train": [r for k, r in enumerate(train) if k not in held],
+        "val": [train[k] for k in sorted(held)],
+        "test": test,
+    }
     store = check_store(out, rows, arrays, frames=16, dtype="float16")
     assert store.class_names == ["abseiling", "air drumming", "archery"]
     assert store.class_counts("train").tolist() == [5, 3, 5]
@@ -216,8 +295,9 @@ def test_minikinetics_holdout_and_load_time_imbalance(
     # IR 0.5, n_max = 6 (the full list's largest class, stored by the importer), K = 3:
     # rank 0 class 0: int(6 * 1) = 6 -> all 5; rank 1 class 2 (tie with 0, higher index):
     # int(6 * 0.5^0.5) = int(4.24) = 4; rank 2 class 1: int(6 * 0.5) = 3 -> all 3
-    dm = VideoFeatureDataModule(name="mk", path=str(out), imbalance_ratio=0.5, batch_size=4,
-                                num_workers=0)
+    dm = VideoFeatureDataModule(
+        name="mk", path=str(out), imbalance_ratio=0.5, batch_size=4, num_workers=0
+    )
     dm.setup("fit")
     assert dm.info().class_counts.tolist() == [5, 3, 4]
     ids = store.video_ids()
@@ -234,25 +314,54 @@ def test_minikinetics_holdout_needs_enough_clips(tmp_path: Path) -> None:
     fabricate(tmp_path / "f", train)
     with pytest.raises(StoreError, match=r"class class001 \(index 1\) has 1 clips"):
         importers.import_minikinetics200(
-            tmp_path / "f", tmp_path / "o.h5", num_classes=2,
+            tmp_path / "f",
+            tmp_path / "o.h5",
+            num_classes=2,
             train_list=write_list(tmp_path / "train.lst", train),
-            test_list=write_list(tmp_path / "val.lst", train[:1]), val_per_class=1)
+            test_list=write_list(tmp_path / "val.lst", train[:1]),
+            val_per_class=1,
+        )
 
 
 # ------------------------------------------------------------------------------------ Charades
 def test_charades_import_cli(tmp_path: Path) -> None:
-    rows = {"train": [("46GP8", [3, 0, 1, 5]), ("N11GT", [2, 4]), ("0IH69", [1, 0, 3]),
-                      ("KRF68", [5, 4, 2, 0])],
-            "val": [("YA10G", [0, 2, 1])], "test": [("ZZ9X1", [4, 3]), ("7UPGT", [5])]}
+    rows = {
+        "train": [
+            ("46GP8", [3, 0, 1, 5]),
+            ("N11GT", [2, 4]),
+            ("0IH69", [1, 0, 3]),
+            ("KRF68", [5, 4, 2, 0]),
+        ],
+        "val": [("YA10G", [0, 2, 1])],
+        "test": [("ZZ9X1", [4, 3]), ("7UPGT", [5])],
+    }
     arrays: dict[str, np.ndarray] = {}
     for split, file in (("train", "train.lst"), ("val", "validate.lst"), ("test", "test.lst")):
         arrays |= fabricate(tmp_path / "feats", rows[split], seed=len(arrays))
         write_list(tmp_path / "lists" / file, rows[split])
     out = tmp_path / "charadesegolt-resnet101.h5"
-    proc = run_cli(["vltr-data", "import", "charades", "--dataset", "charadesegolt",
-                    "--features", str(tmp_path / "feats"), "--lists", str(tmp_path / "lists"),
-                    "--num-classes", "6", "--out", str(out), "--dtype", "float32",
-                    "--backbone", "resnet101"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "import",
+            "charades",
+            "--dataset",
+            "charadesegolt",
+            "--features",
+            str(tmp_path / "feats"),
+            "--lists",
+            str(tmp_path / "lists"),
+            "--num-classes",
+            "6",
+            "--out",
+            str(out),
+            "--dtype",
+            "float32",
+            "--backbone",
+            "resnet101",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and "splits train=4, val=1, test=2" in proc.stdout
     store = check_store(out, rows, arrays, frames=200)
@@ -262,16 +371,26 @@ def test_charades_import_cli(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- generic
 def test_generic_import_pt_and_npy(tmp_path: Path) -> None:
-    rows = {"train": [("v1", [0]), ("v2", [1, 2]), ("v3", [2])], "val": [("v4", [1])],
-            "test": [("v5", [0, 1])]}
+    rows = {
+        "train": [("v1", [0]), ("v2", [1, 2]), ("v3", [2])],
+        "val": [("v4", [1])],
+        "test": [("v5", [0, 1])],
+    }
     arrays = fabricate(tmp_path / "f", rows["train"], ext=".pt")
     arrays |= fabricate(tmp_path / "f", rows["val"] + rows["test"], seed=3)
     lists = {s: write_list(tmp_path / f"{s}.txt", r) for s, r in rows.items()}
     (tmp_path / "names.txt").write_text("run\njump\nswim\n")
     result = importers.import_generic(
-        tmp_path / "f", tmp_path / "g.h5", train_list=lists["train"], val_list=lists["val"],
-        test_list=lists["test"], class_names=tmp_path / "names.txt", frames=7,
-        dtype="float32", source="my-lab")
+        tmp_path / "f",
+        tmp_path / "g.h5",
+        train_list=lists["train"],
+        val_list=lists["val"],
+        test_list=lists["test"],
+        class_names=tmp_path / "names.txt",
+        frames=7,
+        dtype="float32",
+        source="my-lab",
+    )
     assert result.dim == D
     store = check_store(tmp_path / "g.h5", rows, arrays, frames=7)
     assert store.class_names == ["run", "jump", "swim"] and store.source == "my-lab"
@@ -320,16 +439,22 @@ def ir_store(path: Path) -> Path:
     labels[16] = [1, 3]
     labels += [[k % 4] for k in range(8)]  # 4 val + 4 test
     x = np.zeros((28, 3, 2), dtype=np.float32)
-    return write_store(path, x, labels=labels, class_names=["a", "b", "c", "d"],
-                       splits={"train": range(20), "val": range(20, 24), "test": range(24, 28)})
+    return write_store(
+        path,
+        x,
+        labels=labels,
+        class_names=["a", "b", "c", "d"],
+        splits={"train": range(20), "val": range(20, 24), "test": range(24, 28)},
+    )
 
 
 def test_datamodule_imbalance_ratio(tmp_path: Path) -> None:
     path = ir_store(tmp_path / "ir.h5")
     plain = VideoFeatureDataModule(name="s", path=str(path), batch_size=4, num_workers=0)
     assert plain.info().class_counts.tolist() == [6, 8, 5, 3]
-    dm = VideoFeatureDataModule(name="s", path=str(path), batch_size=4, num_workers=0,
-                                imbalance_ratio=0.25)
+    dm = VideoFeatureDataModule(
+        name="s", path=str(path), batch_size=4, num_workers=0, imbalance_ratio=0.25
+    )
     dm.setup("fit")
     # the recipe drops videos 14 and 18 (class 2's 4th and 5th): counts by all labels
     assert dm.info().class_counts.tolist() == [6, 8, 3, 3]
@@ -343,9 +468,15 @@ def test_imbalance_ratio_through_config(
     tmp_path: Path, compose_cfg: Callable[..., DictConfig]
 ) -> None:
     path = ir_store(tmp_path / "ir.h5")
-    cfg = compose_cfg("dataset=store", f"dataset.path={path}", "features.dim=2",
-                      "features.frames=3", "dataset.imbalance_ratio=0.25",
-                      "dataset.num_workers=0", "dataset.batch_size=4")
+    cfg = compose_cfg(
+        "dataset=store",
+        f"dataset.path={path}",
+        "features.dim=2",
+        "features.frames=3",
+        "dataset.imbalance_ratio=0.25",
+        "dataset.num_workers=0",
+        "dataset.batch_size=4",
+    )
     dm = instantiate(cfg.dataset)
     assert dm.info().class_counts.tolist() == [6, 8, 3, 3]
     for name in ("minikinetics200", "charadeslt", "charadesegolt", "videolt", "synthetic"):
@@ -361,26 +492,46 @@ def test_synthetic_store_imbalance_ratio(tiny_store: Path) -> None:
     primary = store.label_indices[store.label_indptr[train]]
     have = np.bincount(primary, minlength=10)
     assert have.tolist() == [60, 46, 35, 27, 21, 16, 12, 10, 7, 6]  # int(60 * 0.1^(r/9))
-    dm = VideoFeatureDataModule(name="synthetic", path=str(tiny_store), num_workers=0,
-                                imbalance_ratio=0.02, batch_size=16)
+    dm = VideoFeatureDataModule(
+        name="synthetic", path=str(tiny_store), num_workers=0, imbalance_ratio=0.02, batch_size=16
+    )
     dm.setup("fit")
     kept = dm.train_set.indices
-    assert np.bincount(store.label_indices[store.label_indptr[kept]],
-                       minlength=10).tolist() == [60, 38, 25, 16, 10, 6, 4, 2, 1, 1]
+    assert np.bincount(store.label_indices[store.label_indptr[kept]], minlength=10).tolist() == [
+        60,
+        38,
+        25,
+        16,
+        10,
+        6,
+        4,
+        2,
+        1,
+        1,
+    ]
     assert dm.info().class_counts.sum() >= len(kept) == 163
     assert len(dm.train_dataloader()) == 11  # ceil(163 / 16)
 
 
-def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_writes_where_training_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vltr.training.stores import training_store
 
     videolt_release(tmp_path)
     stores = tmp_path / "stores"
     monkeypatch.setenv("VLTR_VIDEOLT_DIR", str(stores))
     monkeypatch.chdir(tmp_path)
-    args = ["import", "videolt", "--features", str(tmp_path / "features"), "--lists",
-            str(tmp_path / "labels"), "--chunk-videos", "4"]
+    args = [
+        "import",
+        "videolt",
+        "--features",
+        str(tmp_path / "features"),
+        "--lists",
+        str(tmp_path / "labels"),
+        "--chunk-videos",
+        "4",
+    ]
     assert cli_main([*args, "--backbone", "resnet101"]) == 0
     out, err = capsys.readouterr()
     # the path `vltr-train dataset=videolt features=resnet101` reads, composed like training
@@ -388,14 +539,21 @@ def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.
     assert target == stores / "videolt-resnet101.h5" and FeatureStore(target).num_videos == 13
     assert out.splitlines()[-1] == (
         f"train on it: VLTR_VIDEOLT_DIR={stores} vltr-train dataset=videolt "
-        "features=resnet101 features.dim=8 features.frames=150")  # D=8 here, 2048 in VideoLT
+        "features=resnet101 features.dim=8 features.frames=150"
+    )  # D=8 here, 2048 in VideoLT
     # not a terminal: a line every 5 % (here every chunk of 4 of the 13 videos)
     assert [ln.split(" (")[0] for ln in err.splitlines()] == [
-        "VideoLT: 31%", "VideoLT: 62%", "VideoLT: 92%", "VideoLT: 100%"]
+        "VideoLT: 31%",
+        "VideoLT: 62%",
+        "VideoLT: 92%",
+        "VideoLT: 100%",
+    ]
 
     # an --out named for another backbone is refused in one line, and nothing is written
-    assert cli_main([*args, "--backbone", "resnet101", "--out",
-                     str(tmp_path / "videolt-resnet50.h5")]) == 2
+    assert (
+        cli_main([*args, "--backbone", "resnet101", "--out", str(tmp_path / "videolt-resnet50.h5")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "features=resnet50 would read this file" in err
     assert not (tmp_path / "videolt-resnet50.h5").exists()
@@ -403,12 +561,17 @@ def test_import_writes_where_training_reads(tmp_path: Path, monkeypatch: pytest.
     assert cli_main([*args, "--backbone", "r101"]) == 2
     assert "--backbone r101: not a features config" in capsys.readouterr().err
     # any other --out: the command names the file
-    assert cli_main([*args, "--backbone", "resnet101", "--out", str(tmp_path / "mine.h5"),
-                     "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [*args, "--backbone", "resnet101", "--out", str(tmp_path / "mine.h5"), "--no-progress"]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert out.splitlines()[-1] == (
         "train on it: vltr-train dataset=videolt features=resnet101 features.dim=8 "
-        f"features.frames=150 dataset.path={tmp_path / 'mine.h5'}")
+        f"features.frames=150 dataset.path={tmp_path / 'mine.h5'}"
+    )
     assert "VideoLT:" not in err
 
 
@@ -417,28 +580,63 @@ def test_researchers_path_release_to_report_and_wandb_run(tmp_path: Path) -> Non
     """From scripts/make_videolt_release.py output to a report table and a W&B offline run,
     with the commands as printed, no path set by hand."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_videolt_release.py"
-    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "rel"),
-                           "--num-classes", "4", "--n-max", "8"], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--out",
+            str(tmp_path / "rel"),
+            "--num-classes",
+            "4",
+            "--n-max",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    lengths = [np.load(f, mmap_mode="r").shape for f in (tmp_path / "rel" /
-                                                         "ResNet101-feature").glob("*.npy")]
+    lengths = [
+        np.load(f, mmap_mode="r").shape
+        for f in (tmp_path / "rel" / "ResNet101-feature").glob("*.npy")
+    ]
     assert {d for _, d in lengths} == {2048} and min(t for t, _ in lengths) < 60
-    proc = run_cli(["vltr-data", "import", "videolt", "--features",
-                    str(tmp_path / "rel" / "ResNet101-feature"), "--lists",
-                    str(tmp_path / "rel" / "labels"), "--backbone", "resnet101"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "import",
+            "videolt",
+            "--features",
+            str(tmp_path / "rel" / "ResNet101-feature"),
+            "--lists",
+            str(tmp_path / "rel" / "labels"),
+            "--backbone",
+            "resnet101",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    store = FeatureStore(tmp_path / "data" / "videolt" / "videolt-resnet101.h5",
-                         expected_dim=2048, expected_frames=150)
+    store = FeatureStore(
+        tmp_path / "data" / "videolt" / "videolt-resnet101.h5",
+        expected_dim=2048,
+        expected_frames=150,
+    )
     assert store.num_videos == len(lengths) and store.num_classes == 4
     printed = proc.stdout.splitlines()[-1]
-    assert printed == (f"train on it: vltr-train dataset=videolt features=resnet101  "
-                       f"(run from {tmp_path})")
+    assert printed == (
+        f"train on it: vltr-train dataset=videolt features=resnet101  (run from {tmp_path})"
+    )
     command = printed.removeprefix("train on it: ").split("  (")[0].split()
-    small = ["trainer.max_epochs=1", "dataset.num_workers=0", "dataset.batch_size=8",
-             "aggregator.hidden_dim=32", "logger=wandb"]
-    proc = run_cli([*command, *small], cwd=tmp_path,
-                   env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    small = [
+        "trainer.max_epochs=1",
+        "dataset.num_workers=0",
+        "dataset.batch_size=8",
+        "aggregator.hidden_dim=32",
+        "logger=wandb",
+    ]
+    proc = run_cli(
+        [*command, *small], cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| test" in proc.stdout
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()

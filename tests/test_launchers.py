@@ -28,8 +28,11 @@ def compose_with_hydra(tmp_path: Path) -> Iterator:
     def _compose(*overrides: str) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module="vltr.conf", version_base="1.3"):
-            cfg = compose(config_name="train", return_hydra_config=True,
-                          overrides=[f"paths.root_dir={tmp_path}", *overrides])
+            cfg = compose(
+                config_name="train",
+                return_hydra_config=True,
+                overrides=[f"paths.root_dir={tmp_path}", *overrides],
+            )
         HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves as in a real run
         return cfg
 
@@ -47,8 +50,9 @@ def task_part(cfg: DictConfig) -> DictConfig:
 
 
 def test_slurm_launcher_follows_the_trainer(compose_with_hydra) -> None:
-    cfg = compose_with_hydra("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4",
-                             "trainer.num_nodes=2")
+    cfg = compose_with_hydra(
+        "hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4", "trainer.num_nodes=2"
+    )
     launcher = cfg.hydra.launcher
     # typed by the plugin's schema: a mistyped value fails at start, not at submission
     # (by name: Hydra's plugin discovery imports the plugin module under its own module object)
@@ -78,20 +82,30 @@ def test_slurm_launcher_writes_the_expected_sbatch_script(
     import submitit.slurm.slurm as submitit_slurm
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-    cfg = compose_with_hydra("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4",
-                             "trainer.num_nodes=2", "hydra.launcher.partition=gpu",
-                             f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    cfg = compose_with_hydra(
+        "hydra/launcher=slurm",
+        "trainer=slurm",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
     which = shutil.which
-    monkeypatch.setattr(submitit_slurm.shutil, "which",  # no cluster here: pretend srun exists
-                        lambda name, *a, **k: "/usr/bin/srun" if name == "srun" else which(name))
+    monkeypatch.setattr(
+        submitit_slurm.shutil,
+        "which",  # no cluster here: pretend srun exists
+        lambda name, *a, **k: "/usr/bin/srun" if name == "srun" else which(name),
+    )
 
     class Submitted(Exception):
         pass
 
     def capture(self: submitit.AutoExecutor, fn: object, *args: object) -> None:
-        raise Submitted(self._executor._make_submission_file_text("COMMAND", "uid")
-                        + f"\n# jobs {len(args[0])}, array_parallelism "
-                        f"{self._executor.parameters.get('array_parallelism')}")
+        raise Submitted(
+            self._executor._make_submission_file_text("COMMAND", "uid")
+            + f"\n# jobs {len(args[0])}, array_parallelism "
+            f"{self._executor.parameters.get('array_parallelism')}"
+        )
 
     monkeypatch.setattr(submitit.AutoExecutor, "map_array", capture)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
@@ -100,9 +114,16 @@ def test_slurm_launcher_writes_the_expected_sbatch_script(
     with pytest.raises(Submitted) as submitted:
         launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
     script = str(submitted.value)
-    for line in ("#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --nodes=2",
-                 "#SBATCH --time=1440", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB",
-                 "#SBATCH --partition=gpu", "# jobs 2, array_parallelism 16"):
+    for line in (
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --nodes=2",
+        "#SBATCH --time=1440",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --partition=gpu",
+        "# jobs 2, array_parallelism 16",
+    ):
         assert line in script.splitlines(), (line, script)
     assert "srun" in script and "COMMAND" in script  # one srun: one process per task
 
@@ -115,10 +136,13 @@ def test_slurm_launcher_defaults_to_one_task(compose_with_hydra) -> None:
         compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.timeout_min=soon")
 
 
-@pytest.mark.parametrize("study,experiment", [
-    ("synthetic_optuna", "synthetic/base_bce_nonlinear_linear_synthetic_synthetic"),
-    ("videolt_optuna", "videolt/base_bce_nonlinear_linear_resnet101_videolt"),
-])
+@pytest.mark.parametrize(
+    "study,experiment",
+    [
+        ("synthetic_optuna", "synthetic/base_bce_nonlinear_linear_synthetic_synthetic"),
+        ("videolt_optuna", "videolt/base_bce_nonlinear_linear_resnet101_videolt"),
+    ],
+)
 def test_optuna_study_configs(compose_with_hydra, study: str, experiment: str) -> None:
     cfg = compose_with_hydra(f"experiment={experiment}", f"hparams_search={study}")
     sweeper = cfg.hydra.sweeper
@@ -135,7 +159,8 @@ def test_optuna_study_configs(compose_with_hydra, study: str, experiment: str) -
     validate_config(task)
     # the monitored metric switches with one override
     assert compose_with_hydra(f"hparams_search={study}", "monitor=val/mAP_tail").monitor == (
-        "val/mAP_tail")
+        "val/mAP_tail"
+    )
 
 
 @pytest.mark.e2e
@@ -144,8 +169,9 @@ def test_multirun_with_default_paths(tmp_path: Path) -> None:
     # no paths.root_dir, no hydra.sweep.dir: the sweep directory hangs off ${hydra:runtime.cwd},
     # which Hydra only resolves inside jobs unless vltr.training.hydra_callbacks sets it up first
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    proc = run_cli(["vltr-train", "-m", *overrides, "debug=fast", "logger=none", "seed=0,1"],
-                   cwd=tmp_path)
+    proc = run_cli(
+        ["vltr-train", "-m", *overrides, "debug=fast", "logger=none", "seed=0,1"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
@@ -159,9 +185,20 @@ def test_multirun_with_default_paths(tmp_path: Path) -> None:
 def test_submitit_local_sweep_runs_one_job_per_member(tmp_path: Path) -> None:
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     sweep = tmp_path / "sweep"
-    proc = run_cli(["vltr-train", "-m", "hydra/launcher=submitit_local",
-                    f"paths.root_dir={tmp_path}", *overrides, "debug=fast", "logger=none",
-                    "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-train",
+            "-m",
+            "hydra/launcher=submitit_local",
+            f"paths.root_dir={tmp_path}",
+            *overrides,
+            "debug=fast",
+            "logger=none",
+            "seed=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
     for job in (0, 1):

@@ -104,12 +104,12 @@ def test_ldam_margins_follow_n_to_the_minus_quarter_with_max_half() -> None:
 
 def test_ldam_each_positive_gets_its_own_class_margin() -> None:
     s = 30.0
-    z = [[0.20, 0.10, -0.30],   # two positives (classes 0 and 1): the multi-label case
-         [0.05, 0.40, 0.60],    # one positive (class 2)
-         [0.30, -0.20, 0.10]]   # soft: class 0 half present
-    y = [[1.0, 1.0, 0.0],
-         [0.0, 0.0, 1.0],
-         [0.5, 0.0, 0.0]]
+    z = [
+        [0.20, 0.10, -0.30],  # two positives (classes 0 and 1): the multi-label case
+        [0.05, 0.40, 0.60],  # one positive (class 2)
+        [0.30, -0.20, 0.10],
+    ]  # soft: class 0 half present
+    y = [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.0, 0.0]]
     own, summed = [], []
     for zr, yr in zip(z, y, strict=True):
         sample_margin_sum = sum(m * yc for m, yc in zip(MARGINS, yr, strict=True))
@@ -130,13 +130,14 @@ def test_drw_weights_one_before_drw_epoch_then_class_balanced() -> None:
     loss = LDAMDRWLoss(COUNTS, scale=1.0, drw_epoch=3, beta=beta)
     z = [[0.3, -0.4, 0.2], [-0.1, 0.5, -0.6]]
     y = [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
-    terms = [[bce(zc - yc * m, yc) for zc, yc, m in zip(zr, yr, MARGINS, strict=True)]
-             for zr, yr in zip(z, y, strict=True)]
+    terms = [
+        [bce(zc - yc * m, yc) for zc, yc, m in zip(zr, yr, MARGINS, strict=True)]
+        for zr, yr in zip(z, y, strict=True)
+    ]
 
     loss.set_epoch(2)
     assert loss.class_weights.tolist() == [1.0, 1.0, 1.0]
-    assert loss(t(z), t(y)).item() == pytest.approx(mean([v for r in terms for v in r]),
-                                                    rel=1e-5)
+    assert loss(t(z), t(y)).item() == pytest.approx(mean([v for r in terms for v in r]), rel=1e-5)
 
     loss.set_epoch(3)
     w = cb_weights(COUNTS, beta)
@@ -166,24 +167,26 @@ def test_eql_drops_negative_terms_of_tail_classes_only() -> None:
     counts = [1000, 50, 5]  # frequencies 0.948, 0.047, 0.0047; lambda 0.01 -> class 2 is tail
     loss = EqualizationLoss(counts, tail_lambda=0.01)
     assert loss.tail_mask.tolist() == [0.0, 0.0, 1.0]
-    z = [[1.0, -0.5, 0.3],
-         [-1.0, 2.0, -2.0],
-         [0.2, 0.1, -0.4]]
-    y = [[1.0, 0.0, 0.0],
-         [0.0, 1.0, 0.0],
-         [0.0, 0.0, 1.0]]   # a positive of the tail class is kept
+    z = [[1.0, -0.5, 0.3], [-1.0, 2.0, -2.0], [0.2, 0.1, -0.4]]
+    y = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]  # a positive of the tail class is kept
     expected = [
-        bce(1.0, 1), bce(-0.5, 0), 0.0,
-        bce(-1.0, 0), bce(2.0, 1), 0.0,
-        bce(0.2, 0), bce(0.1, 0), bce(-0.4, 1),
+        bce(1.0, 1),
+        bce(-0.5, 0),
+        0.0,
+        bce(-1.0, 0),
+        bce(2.0, 1),
+        0.0,
+        bce(0.2, 0),
+        bce(0.1, 0),
+        bce(-0.4, 1),
     ]
     logits = t(z, grad=True)
     got = loss(logits, t(y))
     assert got.item() == pytest.approx(mean(expected), rel=1e-5)
     got.backward()
     assert logits.grad is not None
-    assert logits.grad[0, 2] == 0 and logits.grad[1, 2] == 0   # tail negatives: no gradient
-    assert logits.grad[0, 1] != 0 and logits.grad[2, 2] != 0   # head negative, tail positive
+    assert logits.grad[0, 2] == 0 and logits.grad[1, 2] == 0  # tail negatives: no gradient
+    assert logits.grad[0, 1] != 0 and logits.grad[2, 2] != 0  # head negative, tail positive
 
 
 def test_eql_soft_target_keeps_positive_part_of_tail_class() -> None:
@@ -225,7 +228,7 @@ def test_cb_weights_finite_for_empty_class_sum_to_c_and_favour_rare() -> None:
     assert torch.isfinite(w).all()
     assert w.tolist() == pytest.approx(cb_weights(counts, 0.9999), rel=1e-5)
     assert w.sum().item() == pytest.approx(4.0, rel=1e-6)
-    assert w[0] < w[1] < w[2] == w[3]   # n = 0 counts as n = 1
+    assert w[0] < w[1] < w[2] == w[3]  # n = 0 counts as n = 1
     assert class_balanced_weights(counts, beta=0.0).tolist() == [1.0] * 4
 
 
@@ -265,8 +268,7 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "ldam": lambda: LDAMDRWLoss(COUNTS4),
     "ldam_drw": _ldam_after_drw,
     "eql": lambda: EqualizationLoss(COUNTS4, tail_lambda=None, tail_max=10),
-    "eql_random": lambda: EqualizationLoss(COUNTS4, tail_lambda=None, tail_max=10,
-                                           ignore_prob=0.5),
+    "eql_random": lambda: EqualizationLoss(COUNTS4, tail_lambda=None, tail_max=10, ignore_prob=0.5),
     "cb": lambda: ClassBalancedLoss(COUNTS4),
     "cb_focal": lambda: ClassBalancedLoss(COUNTS4, base="focal"),
 }
@@ -276,8 +278,8 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
 def test_losses_scalar_differentiable_finite_on_soft_targets(name: str) -> None:
     g = torch.Generator().manual_seed(2)
     logits = (torch.randn(5, C, generator=g) * 4).requires_grad_(True)
-    targets = torch.rand(5, C, generator=g)          # mixup / FrameStack style soft targets
-    targets[0] = torch.tensor([1.0, 0.0, 1.0, 0.0])   # and a multi-hot row
+    targets = torch.rand(5, C, generator=g)  # mixup / FrameStack style soft targets
+    targets[0] = torch.tensor([1.0, 0.0, 1.0, 0.0])  # and a multi-hot row
     loss = FACTORIES[name]()(logits, targets)
     assert loss.ndim == 0 and loss.requires_grad
     assert torch.isfinite(loss)
@@ -286,11 +288,14 @@ def test_losses_scalar_differentiable_finite_on_soft_targets(name: str) -> None:
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("cls,buffers", [
-    (LDAMDRWLoss, {"margins", "drw_weights"}),
-    (EqualizationLoss, {"tail_mask"}),
-    (ClassBalancedLoss, {"class_weights"}),
-])
+@pytest.mark.parametrize(
+    "cls,buffers",
+    [
+        (LDAMDRWLoss, {"margins", "drw_weights"}),
+        (EqualizationLoss, {"tail_mask"}),
+        (ClassBalancedLoss, {"class_weights"}),
+    ],
+)
 def test_class_dependent_tensors_are_buffers_and_counts_are_required(
     cls: type[nn.Module], buffers: set[str]
 ) -> None:

@@ -43,14 +43,17 @@ D = 8
 
 def make_module(counts: list[int] = COUNTS, **kwargs: object) -> MEDCModule:
     """A small MEDC module; ``distribution="reweight"`` unless given (one natural batch)."""
-    agg = kwargs.pop("aggregator", None) or NonLinearFrameAggregator(D, hidden_dim=16,
-                                                                     dropout=0.0)
+    agg = kwargs.pop("aggregator", None) or NonLinearFrameAggregator(D, hidden_dim=16, dropout=0.0)
     loss = kwargs.pop("loss", None) or BinaryCrossEntropy()
     transform = kwargs.pop("batch_transform", None)
     kwargs.setdefault("distribution", "reweight")
-    setup = MethodSetup(aggregator=agg, loss=loss, class_counts=counts,
-                        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
-                        batch_transform=transform)
+    setup = MethodSetup(
+        aggregator=agg,
+        loss=loss,
+        class_counts=counts,
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        batch_transform=transform,
+    )
     return MEDCModule(setup, embed_dim=12, **kwargs)
 
 
@@ -62,8 +65,11 @@ def one_hot(classes: list[int], c: int = C) -> torch.Tensor:
 
 def batch_of(classes: list[int], t: int = 10, seed: int = 0) -> VideoBatch:
     g = torch.Generator().manual_seed(seed)
-    return VideoBatch(features=torch.randn(len(classes), t, D, generator=g).half(),
-                      targets=one_hot(classes), index=torch.arange(len(classes)))
+    return VideoBatch(
+        features=torch.randn(len(classes), t, D, generator=g).half(),
+        targets=one_hot(classes),
+        index=torch.arange(len(classes)),
+    )
 
 
 def natural_batch(counts: list[int], per: int = 25) -> torch.Tensor:
@@ -103,12 +109,14 @@ def test_inverse_expert_uses_reversed_frequencies_for_any_profile() -> None:
     freq = torch.tensor(counts, dtype=torch.float64) / sum(counts)
     rev = reversed_frequencies(freq)
     # largest <-> smallest, tied classes (100, 100) share the middle values' mean
-    assert torch.allclose(rev * sum(counts), torch.tensor([25.0, 87.5, 87.5, 100.0, 300.0],
-                                                          dtype=torch.float64))
+    assert torch.allclose(
+        rev * sum(counts), torch.tensor([25.0, 87.5, 87.5, 100.0, 300.0], dtype=torch.float64)
+    )
     assert torch.allclose(effective_class_mass("inverse", counts), rev)
     recip = (1 / freq) / (1 / freq).sum()
-    assert torch.allclose(effective_class_mass("inverse", counts, inverse_prior="reciprocal"),
-                          recip)
+    assert torch.allclose(
+        effective_class_mass("inverse", counts, inverse_prior="reciprocal"), recip
+    )
     assert not torch.allclose(rev, recip)
 
 
@@ -138,8 +146,7 @@ def test_region_targets_are_ordered() -> None:
     expected = 0.1 + 0.9 * (torch.tensor(COUNTS) - 25.0) / (400 - 25)
     assert torch.allclose(lt, expected)
     # no head or tail: the middle of (a, b)
-    assert torch.allclose(region_targets("long_tailed", [7, 7, 7], 0.0, 1.0), torch.full((3,),
-                                                                                      0.5))
+    assert torch.allclose(region_targets("long_tailed", [7, 7, 7], 0.0, 1.0), torch.full((3,), 0.5))
     module = make_module()
     assert module.expert_names == ["long_tailed", "uniform", "inverse"]
     assert torch.equal(module.region_gamma, torch.stack([lt, uni, inv]))
@@ -185,8 +192,9 @@ def test_every_parameter_gets_a_gradient_from_the_training_loss() -> None:
     loss = module.training_loss(batch_of([0, 0, 1, 2, 3, 4, 4]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
-    missing = [name for name, p in module.named_parameters()
-               if p.grad is None or p.grad.abs().sum() == 0]
+    missing = [
+        name for name, p in module.named_parameters() if p.grad is None or p.grad.abs().sum() == 0
+    ]
     assert not missing  # DDP with find_unused_parameters=False needs this
 
 
@@ -223,7 +231,8 @@ def test_mean_of_sigmoids_is_stable() -> None:
     assert out[0, 2] == 0.0 and abs(out[0, 3]) < 1e-6
     # confident scores keep their order (a float32 sigmoid would tie them at 1.0)
     assert mean_sigmoid_logits(torch.tensor([[40.0], [41.0]]), 0) < mean_sigmoid_logits(
-        torch.tensor([[42.0], [41.0]]), 0)
+        torch.tensor([[42.0], [41.0]]), 0
+    )
 
 
 def test_padded_frames_have_no_influence() -> None:
@@ -261,7 +270,8 @@ def test_sorting_loss_is_lower_when_same_class_means_are_closer() -> None:
     tighter = torch.stack([a * 3, a * 3, b * 3, b * 3])
     assert sorting_loss(tighter, targets) < sorting_loss(grouped, targets)
     assert sorting_loss(grouped, targets, normalize=True, temperature=0.1) < sorting_loss(
-        mixed, targets, normalize=True, temperature=0.1)
+        mixed, targets, normalize=True, temperature=0.1
+    )
     # eq. 3 by hand for one pair: -log(e^{s+} / (e^{s+} + sum e^{s-}))
     mu = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 2.0]])
     y = one_hot([0, 0, 1])
@@ -295,11 +305,12 @@ def test_region_loss_pulls_variance_to_class_targets() -> None:
     exact = torch.stack([torch.full((4,), 1.0), torch.full((4,), 0.5)])  # sigma^2 = gamma
     assert region_loss(exact, targets, gamma).item() == pytest.approx(0.0, abs=1e-7)
     swapped = exact.flip(0)
-    assert region_loss(swapped, targets, gamma).item() == pytest.approx(0.75 ** 2)
+    assert region_loss(swapped, targets, gamma).item() == pytest.approx(0.75**2)
     # multi-label: pulled to both targets, minimum at their mean
     both = torch.tensor([[1.0, 1.0]])
-    losses = [region_loss(torch.full((1, 3), v ** 0.5), both, gamma).item()
-              for v in (0.4, 0.625, 0.9)]
+    losses = [
+        region_loss(torch.full((1, 3), v**0.5), both, gamma).item() for v in (0.4, 0.625, 0.9)
+    ]
     assert losses[1] < losses[0] and losses[1] < losses[2]
 
 
@@ -345,11 +356,16 @@ def test_lambdas_are_normalised() -> None:
 
 
 @pytest.mark.parametrize("distribution", ["resample", "reweight"])
-def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig], distribution: str
-                                ) -> None:
+def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig], distribution: str) -> None:
     extra = ["dataset.train_streams=null"] if distribution == "reweight" else []
-    cfg, _ = train_tiny(compose_cfg, "method=medc", "trainer.max_epochs=2",
-                        "method.embed_dim=32", f"method.distribution={distribution}", *extra)
+    cfg, _ = train_tiny(
+        compose_cfg,
+        "method=medc",
+        "trainer.max_epochs=2",
+        "method.embed_dim=32",
+        f"method.distribution={distribution}",
+        *extra,
+    )
     assert cfg.method._target_ == "vltr.methods.medc.MEDCModule"
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["test"]
 
@@ -357,16 +373,24 @@ def test_medc_trains_end_to_end(compose_cfg: Callable[..., DictConfig], distribu
 def test_inverse_region_targets_mirror_the_long_tailed_ones() -> None:
     # VideoLT's group sizes (47 head classes n > 500 up to 1,912 videos, 617 medium, 340 tail
     # n <= 100 down to 44): min-max of the reversed frequencies left ~70 % of the tail < 0.3
-    counts = np.concatenate([np.geomspace(1912, 501, 47), np.geomspace(500, 101, 617),
-                             np.geomspace(100, 44, 340)]).round().astype(int).tolist()
+    counts = (
+        np.concatenate(
+            [np.geomspace(1912, 501, 47), np.geomspace(500, 101, 617), np.geomspace(100, 44, 340)]
+        )
+        .round()
+        .astype(int)
+        .tolist()
+    )
     tail = torch.tensor(counts) <= 100
     lt = region_targets("long_tailed", counts, 0.1, 1.0)
     inv = region_targets("inverse", counts, 0.1, 1.0)
     assert torch.allclose(lt + inv, torch.full_like(lt, 1.1))
     assert float(inv[tail].min()) > 0.95 and float(lt[tail].max()) < 0.15
     for a, b in ((0.0, 1.0), (0.2, 0.6)):
-        assert torch.allclose(region_targets("inverse", counts, a, b),
-                              a + b - region_targets("long_tailed", counts, a, b))
+        assert torch.allclose(
+            region_targets("inverse", counts, a, b),
+            a + b - region_targets("long_tailed", counts, a, b),
+        )
 
 
 # -- every loss of an expert sees its distribution ---------------------------------------------
@@ -394,10 +418,13 @@ def test_weighted_pairwise_losses_are_the_resampled_ones() -> None:
     gamma = torch.tensor([1.0, 0.25])
     sigma = torch.rand(5, 4)
     per_video = (sigma.pow(2) - gamma[targets.argmax(1)].unsqueeze(1)).pow(2).mean(1)[:4]
-    assert torch.allclose(region_loss(sigma, targets, gamma, weights=w),
-                          (w[:4] * per_video).sum() / w[:4].sum())
-    assert torch.allclose(region_loss(sigma, targets, gamma, weights=torch.ones(5)),
-                          region_loss(sigma, targets, gamma))
+    assert torch.allclose(
+        region_loss(sigma, targets, gamma, weights=w), (w[:4] * per_video).sum() / w[:4].sum()
+    )
+    assert torch.allclose(
+        region_loss(sigma, targets, gamma, weights=torch.ones(5)),
+        region_loss(sigma, targets, gamma),
+    )
 
 
 def test_reweighting_reaches_every_loss_of_an_expert() -> None:
@@ -418,9 +445,11 @@ def test_reweighting_reaches_every_loss_of_an_expert() -> None:
 def test_resampled_experts_each_train_on_their_own_batch() -> None:
     torch.manual_seed(0)
     module = make_module(distribution="resample")
-    streams = {"long_tailed": batch_of([0, 0, 0, 1, 1, 2], seed=1),
-               "uniform": batch_of([0, 1, 2, 3, 4, 4], seed=2),
-               "inverse": batch_of([4, 4, 4, 3, 3, 2], seed=3)}
+    streams = {
+        "long_tailed": batch_of([0, 0, 0, 1, 1, 2], seed=1),
+        "uniform": batch_of([0, 1, 2, 3, 4, 4], seed=2),
+        "inverse": batch_of([4, 4, 4, 3, 3, 2], seed=3),
+    }
 
     def grads(batches: dict[str, VideoBatch]) -> dict[str, torch.Tensor]:
         module.zero_grad(set_to_none=True)
@@ -436,8 +465,12 @@ def test_resampled_experts_each_train_on_their_own_batch() -> None:
     for name in base:
         if not name.startswith(own):
             assert torch.equal(base[name], changed[name]), name
-    for name in ("experts.experts.2.classifier.weight", "experts.experts.2.mean_fc.weight",
-                 "experts.experts.2.variance.value.weight", "aggregator.frame_mlp.0.weight"):
+    for name in (
+        "experts.experts.2.classifier.weight",
+        "experts.experts.2.mean_fc.weight",
+        "experts.experts.2.variance.value.weight",
+        "aggregator.frame_mlp.0.weight",
+    ):
         assert not torch.allclose(base[name], changed[name]), name
     # the wrong kind of batch fails in one line
     with pytest.raises(ValueError, match="one training batch per expert"):
@@ -468,8 +501,9 @@ def test_streams_draw_each_experts_distribution(compose_cfg: Callable[..., DictC
             y = b.targets.numpy()
             shared = (y @ y.T > 0) & ~np.eye(len(y), dtype=bool)
             # eq. 3's positive pairs by the anchor's first class
-            pos_pairs[name] += np.bincount(y.argmax(1), weights=shared.sum(1),
-                                           minlength=len(counts))
+            pos_pairs[name] += np.bincount(
+                y.argmax(1), weights=shared.sum(1), minlength=len(counts)
+            )
     tail = counts <= cfg.dataset.groups.tail_max
     share = {n: v[tail].sum() / v.sum() for n, v in pos_pairs.items()}
     # the tail's share of the sorting loss's positive pairs: rare on natural batches
@@ -484,8 +518,13 @@ def test_streams_that_disagree_with_the_experts_are_refused(
     compose_cfg: Callable[..., DictConfig],
 ) -> None:
     with pytest.raises(ValueError, match="training stream 'inverse'"):
-        train_tiny(compose_cfg, "method=medc", "trainer.max_epochs=1", "method.embed_dim=8",
-                   "dataset.train_streams.inverse.reverse=false")
+        train_tiny(
+            compose_cfg,
+            "method=medc",
+            "trainer.max_epochs=1",
+            "method.embed_dim=8",
+            "dataset.train_streams.inverse.reverse=false",
+        )
 
 
 def test_paper_setting_is_one_override_away(compose_cfg: Callable[..., DictConfig]) -> None:
@@ -494,5 +533,10 @@ def test_paper_setting_is_one_override_away(compose_cfg: Callable[..., DictConfi
     assert (paper.lambda_mu, paper.lambda_cls, paper.lambda_sigma) == (1.0, 1.0, 1.0)
     assert paper.sort_normalize is False and paper.sort_temperature == 1.0
     differing = {k for k in default if default[k] != paper[k]}
-    assert differing <= {"lambda_mu", "lambda_cls", "lambda_sigma", "sort_normalize",
-                         "sort_temperature"}
+    assert differing <= {
+        "lambda_mu",
+        "lambda_cls",
+        "lambda_sigma",
+        "sort_normalize",
+        "sort_temperature",
+    }

@@ -44,15 +44,26 @@ D = 12
 
 def make_module(stage: int = 1, dropout: float = 0.0, **kwargs: object) -> MEIDModule:
     agg = FrameAttentionAggregator(D, attention_dim=8, embed_dim=10, dropout=dropout)
-    return MEIDModule(meid_setup(agg, lr=1e-2), stage=stage, neck_dim=4,
-                      expert2_dropout=dropout, **kwargs)
+    return MEIDModule(
+        meid_setup(agg, lr=1e-2), stage=stage, neck_dim=4, expert2_dropout=dropout, **kwargs
+    )
 
 
-def meid_setup(agg: torch.nn.Module, counts: list[int] = COUNTS, lr: float = 1e-3,
-               batch_transform: object = None) -> MethodSetup:
-    return MethodSetup(aggregator=agg, loss=FocalLoss(), class_counts=counts,
-                       optimizer=functools.partial(torch.optim.Adam, lr=lr), head_min=50,
-                       tail_max=10, batch_transform=batch_transform)
+def meid_setup(
+    agg: torch.nn.Module,
+    counts: list[int] = COUNTS,
+    lr: float = 1e-3,
+    batch_transform: object = None,
+) -> MethodSetup:
+    return MethodSetup(
+        aggregator=agg,
+        loss=FocalLoss(),
+        class_counts=counts,
+        optimizer=functools.partial(torch.optim.Adam, lr=lr),
+        head_min=50,
+        tail_max=10,
+        batch_transform=batch_transform,
+    )
 
 
 def batch_of(b: int = 6, t: int = 20, seed: int = 0) -> VideoBatch:
@@ -61,8 +72,9 @@ def batch_of(b: int = 6, t: int = 20, seed: int = 0) -> VideoBatch:
     targets = torch.zeros(b, len(COUNTS))
     targets[torch.arange(b), torch.arange(b) % len(COUNTS)] = 1.0
     video = torch.randn(b, t + 1, D, generator=g).half()
-    return VideoBatch(features=video[:, :t], targets=targets, index=torch.arange(b),
-                      next_features=video[:, 1:])
+    return VideoBatch(
+        features=video[:, :t], targets=targets, index=torch.arange(b), next_features=video[:, 1:]
+    )
 
 
 def stage2_from_stage1(seed: int = 0, **kwargs: object) -> MEIDModule:
@@ -71,8 +83,9 @@ def stage2_from_stage1(seed: int = 0, **kwargs: object) -> MEIDModule:
     s2 = make_module(2, **kwargs)
     result = s2.load_state_dict(s1.state_dict(), strict=False)
     assert not result.unexpected_keys
-    assert result.missing_keys and all(k.startswith(("expert2.", "necks2."))
-                                       for k in result.missing_keys)
+    assert result.missing_keys and all(
+        k.startswith(("expert2.", "necks2.")) for k in result.missing_keys
+    )
     return s2
 
 
@@ -95,14 +108,17 @@ def test_shapes_any_number_of_frames(t: int) -> None:
     assert motion_features(x)[0].shape == (3, t, D)
     # masked: padding frames change nothing, even when they hold NaN
     mask = torch.ones(3, t, dtype=torch.bool)
-    mask[:, t - 10:] = False
+    mask[:, t - 10 :] = False
     padded = x.clone()
-    padded[:, t - 10:] = float("nan")
+    padded[:, t - 10 :] = float("nan")
     assert torch.allclose(s2(padded, mask), s2(x[:, : t - 10]), atol=1e-5)
     next_padded = batch.next_features.float().clone()
-    next_padded[:, t - 10:] = float("nan")
-    assert torch.isfinite(s2.training_loss(VideoBatch(padded, batch.targets, batch.index, mask,
-                                                      next_features=next_padded)))
+    next_padded[:, t - 10 :] = float("nan")
+    assert torch.isfinite(
+        s2.training_loss(
+            VideoBatch(padded, batch.targets, batch.index, mask, next_features=next_padded)
+        )
+    )
 
 
 def test_needs_frame_attention_aggregator() -> None:
@@ -122,8 +138,11 @@ def test_stage2_step_changes_only_expert2() -> None:
     assert all(not m.training for e in module.expert1_modules() for m in e.modules())
     assert module.expert2 is not None and module.expert2.training
     names = {id(p): n for n, p in module.named_parameters()}
-    expert1 = {n for n, _ in module.named_parameters()
-               if n.startswith(("aggregator.", "classifier.", "necks."))}
+    expert1 = {
+        n
+        for n, _ in module.named_parameters()
+        if n.startswith(("aggregator.", "classifier.", "necks."))
+    }
     expert2 = {n for n, _ in module.named_parameters() if n.startswith(("expert2.", "necks2."))}
     assert any(n.startswith("aggregator.attention_net.") for n in expert1)
     assert any(n.startswith("necks2.") for n in expert2)
@@ -208,16 +227,18 @@ def test_distillation_loss_zero_iff_equal_variances() -> None:
     for over in ("batch", "features"):
         # same variance, different mean (negated rows: bitwise-equal variances)
         assert variance_distillation_loss(m, -m, over=over).item() == 0.0
-        assert variance_distillation_loss(m, m + 3.0, over=over).item() == pytest.approx(0.0,
-                                                                                         abs=1e-5)
+        assert variance_distillation_loss(m, m + 3.0, over=over).item() == pytest.approx(
+            0.0, abs=1e-5
+        )
         assert variance_distillation_loss(m, 2 * m, over=over).item() > 0.1
     # hand value: batch variances [1, 1] vs [0, 0] -> ||[1, 1]||_2 = sqrt(2)
     head = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
     assert variance_distillation_loss(head, torch.zeros(2, 2)).item() == pytest.approx(2**0.5)
     # per-video variances [1, 0] vs [0, 0] -> 1
     rows = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
-    assert variance_distillation_loss(rows, torch.zeros(2, 2), over="features").item() == \
-        pytest.approx(1.0)
+    assert variance_distillation_loss(
+        rows, torch.zeros(2, 2), over="features"
+    ).item() == pytest.approx(1.0)
     # one video: finite (population variance)
     assert variance_distillation_loss(m[:1], 2 * m[:1]).item() == 0.0
 
@@ -237,16 +258,18 @@ def test_necks_split_head_and_tail_classes() -> None:
     changed[:, 2:4] += 100.0
     assert torch.equal(necks(changed)[0], m_head) and torch.equal(necks(changed)[1], m_tail)
     # no tail class: no necks, L_d = 0
-    flat = MEIDModule(meid_setup(FrameAttentionAggregator(D, attention_dim=4),
-                                 counts=[200, 100, 60]))
+    flat = MEIDModule(
+        meid_setup(FrameAttentionAggregator(D, attention_dim=4), counts=[200, 100, 60])
+    )
     assert flat.necks is None
     assert flat.distillation(torch.randn(4, 3), flat.necks).item() == 0.0
 
 
 # -- config and end to end -----------------------------------------------------------------
 
-E2E = [o for o in TINY_OVERRIDES
-       if not o.startswith(("aggregator.hidden_dim", "trainer.max_epochs"))]
+E2E = [
+    o for o in TINY_OVERRIDES if not o.startswith(("aggregator.hidden_dim", "trainer.max_epochs"))
+]
 SMALL = ["method=meid", "logger=none", "aggregator.attention_dim=16", "method.neck_dim=8"]
 
 
@@ -270,12 +293,14 @@ def test_config_two_stages(compose_cfg: Callable[..., DictConfig]) -> None:
     assert "strategy" not in stages[0]
     # an explicit aggregator still wins over the method's default
     assert compose_cfg("method=meid", "aggregator=nonlinear").aggregator._target_.endswith(
-        "NonLinearFrameAggregator")
+        "NonLinearFrameAggregator"
+    )
 
 
 def expert1_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if k.startswith(("aggregator.", "classifier.",
-                                                            "necks."))}
+    return {
+        k: v for k, v in state.items() if k.startswith(("aggregator.", "classifier.", "necks."))
+    }
 
 
 def test_two_stages_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
@@ -303,8 +328,14 @@ def test_two_stages_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
     assert run2["strategy"]["loss"]["_target_"].endswith("FocalLoss")
     assert s1["vltr"]["config"]["strategy"].get("sampler") is None
     # the stage-2 checkpoint re-evaluates on its own (vltr-eval): same test metrics
-    ev = evaluate(compose_cfg(f"ckpt_path={result['best_ckpt']}", "splits=[test]",
-                              "trainer.enable_progress_bar=false", config_name="eval"))
+    ev = evaluate(
+        compose_cfg(
+            f"ckpt_path={result['best_ckpt']}",
+            "splits=[test]",
+            "trainer.enable_progress_bar=false",
+            config_name="eval",
+        )
+    )
     assert ev["test"]["mAP"] == pytest.approx(result["test"]["mAP"], abs=1e-6)
 
 
@@ -312,8 +343,7 @@ def test_start_stage_2_from_stage1_checkpoint(compose_cfg: Callable[..., DictCon
     stage1 = train(compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "method.stages=null"))
     ckpt = stage1["best_ckpt"]
     assert ckpt and Path(ckpt).is_file()
-    cfg = compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "start_stage=2",
-                      f"init_ckpt={ckpt}")
+    cfg = compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "start_stage=2", f"init_ckpt={ckpt}")
     result = train(cfg)
     summary = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert set(summary["stages"]) == {"stage2"}
@@ -324,12 +354,15 @@ def test_start_stage_2_from_stage1_checkpoint(compose_cfg: Callable[..., DictCon
 
 
 def test_two_hundred_frames_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    cfg = compose_cfg(*E2E, *SMALL, "trainer.max_epochs=1", "features.frames=200",
-                      "dataset.clip_frames=200")
+    cfg = compose_cfg(
+        *E2E, *SMALL, "trainer.max_epochs=1", "features.frames=200", "dataset.clip_frames=200"
+    )
     result = train(cfg)
     assert result["info"].frames == 200
-    assert set(json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["stages"]) \
-        == {"stage1", "stage2"}
+    assert set(json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["stages"]) == {
+        "stage1",
+        "stage2",
+    }
     assert 0.0 < result["test"]["mAP"] <= 1.0
 
 
@@ -342,18 +375,29 @@ def frame_store(path: Path, n: int = 12, t: int = 10, d: int = 3) -> tuple[Path,
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, t, d)).astype(np.float32)
     x[:, :, 0] = 100 * np.arange(n)[:, None] + np.arange(t)[None, :]
-    path = write_store(path, x, labels=[[i % 2] for i in range(n)], class_names=["a", "b"],
-                       splits={"train": range(n), "val": [0, 1], "test": [2, 3]},
-                       dtype="float32")
+    path = write_store(
+        path,
+        x,
+        labels=[[i % 2] for i in range(n)],
+        class_names=["a", "b"],
+        splits={"train": range(n), "val": [0, 1], "test": [2, 3]},
+        dtype="float32",
+    )
     return path, x
 
 
 def test_training_motion_rows_are_true_adjacent_differences(tmp_path: Path) -> None:
     path, x = frame_store(tmp_path / "frames.h5")
     t = x.shape[1]
-    dm = VideoFeatureDataModule(name="f", path=str(path), clip_frames=30, batch_size=12,
-                                num_workers=0, next_frames=True,
-                                groups={"head_min": 5, "tail_max": 1})
+    dm = VideoFeatureDataModule(
+        name="f",
+        path=str(path),
+        clip_frames=30,
+        batch_size=12,
+        num_workers=0,
+        next_frames=True,
+        groups={"head_min": 5, "tail_max": 1},
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch.next_features is not None and batch.next_features.shape == batch.features.shape
@@ -410,20 +454,23 @@ def test_stage2_training_needs_the_next_frames() -> None:
 def test_mixup_mixes_frames_and_their_successors_alike() -> None:
     torch.manual_seed(0)
     agg = FrameAttentionAggregator(D, attention_dim=8, embed_dim=10)
-    module = MEIDModule(meid_setup(agg, batch_transform=FeatureMixup(alpha=1.0)), stage=2,
-                        neck_dim=4)
+    module = MEIDModule(
+        meid_setup(agg, batch_transform=FeatureMixup(alpha=1.0)), stage=2, neck_dim=4
+    )
     batch = batch_of(t=5)
     video = torch.cat([batch.features, batch.next_features[:, -1:]], dim=1).float()
     torch.manual_seed(3)
     mixed = module.transform_batch(batch)
     torch.manual_seed(3)
-    mixed_video, _ = FeatureMixup(alpha=1.0).mix(torch.cat([video[:, :5], video[:, 1:]], 1),
-                                                 batch.targets)
+    mixed_video, _ = FeatureMixup(alpha=1.0).mix(
+        torch.cat([video[:, :5], video[:, 1:]], 1), batch.targets
+    )
     assert torch.allclose(mixed.features.float(), mixed_video[:, :5], atol=1e-3)
     assert torch.allclose(mixed.next_features.float(), mixed_video[:, 5:], atol=1e-3)
     # successor frame k is mixed like frame k + 1
-    assert torch.allclose(mixed.next_features[:, :-1].float(), mixed.features[:, 1:].float(),
-                          atol=1e-3)
+    assert torch.allclose(
+        mixed.next_features[:, :-1].float(), mixed.features[:, 1:].float(), atol=1e-3
+    )
 
 
 # -- ablations -------------------------------------------------------------------------------
@@ -435,8 +482,11 @@ def test_ablation_flags_change_the_second_expert() -> None:
     a = torch.rand(2, 9)
     plain = ComplementaryMotionExpert(D, 5, embed_dim=7, complementary=False)
     x_m = torch.cat([x[:, 1:] - x[:, :-1], x.mean(dim=1, keepdim=True)], dim=1)
-    expected = plain.classifier(plain.fuse(torch.cat(
-        [plain.embedding(x).mean(1), plain.motion_embedding(x_m).mean(1)], dim=-1)))
+    expected = plain.classifier(
+        plain.fuse(
+            torch.cat([plain.embedding(x).mean(1), plain.motion_embedding(x_m).mean(1)], dim=-1)
+        )
+    )
     assert torch.allclose(plain(x, a), expected, atol=1e-5)  # R = 1: the attention is unused
     still = ComplementaryMotionExpert(D, 5, embed_dim=7, use_motion=False)
     assert still.motion_embedding is None and still.fuse.in_features == 7
@@ -464,9 +514,14 @@ def test_config_stage2_reads_next_frames_and_ablations_compose(
     assert off.method.stages[1].dataset.next_frames is False
     # one schedule for MEID (both stages) and its control on the same aggregator and head
     meid = compose_cfg("method=meid", "schedule.epochs=12", "schedule.scheduler.milestones=[9]")
-    control = compose_cfg("method=base", "aggregator=frame_attention", "strategy=focal",
-                          "schedule.epochs=12", "schedule.scheduler.milestones=[9]",
-                          "dataset.clip_frames=${features.frames}")
+    control = compose_cfg(
+        "method=base",
+        "aggregator=frame_attention",
+        "strategy=focal",
+        "schedule.epochs=12",
+        "schedule.scheduler.milestones=[9]",
+        "dataset.clip_frames=${features.frames}",
+    )
     assert list(meid.schedule.scheduler.milestones) == [9]
     assert all("schedule" not in s for s in meid.method.stages)
     assert control.schedule == meid.schedule and control.trainer == meid.trainer

@@ -33,13 +33,21 @@ COUNTS = [4, 40, 100, 400]
 T = 60
 
 
-def make_module(counts: list[int] = COUNTS, aggregator: nn.Module | None = None,
-                **kwargs: object) -> MoveModule:
-    agg = aggregator or MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6,
-                                           codebook_dim=5)
-    return MoveModule(MethodSetup(aggregator=agg, loss=BinaryCrossEntropy(),
-                                  optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
-                                  class_counts=counts), **kwargs)
+def make_module(
+    counts: list[int] = COUNTS, aggregator: nn.Module | None = None, **kwargs: object
+) -> MoveModule:
+    agg = aggregator or MoveDualAggregator(
+        8, num_heads=2, num_clusters=4, attentive_dim=6, codebook_dim=5
+    )
+    return MoveModule(
+        MethodSetup(
+            aggregator=agg,
+            loss=BinaryCrossEntropy(),
+            optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+            class_counts=counts,
+        ),
+        **kwargs,
+    )
 
 
 def one_hot(classes: list[int], c: int = len(COUNTS)) -> torch.Tensor:
@@ -50,8 +58,11 @@ def one_hot(classes: list[int], c: int = len(COUNTS)) -> torch.Tensor:
 
 def batch_of(classes: list[int], t: int = 20, d: int = 8, seed: int = 0) -> VideoBatch:
     g = torch.Generator().manual_seed(seed)
-    return VideoBatch(features=torch.randn(len(classes), t, d, generator=g).half(),
-                      targets=one_hot(classes), index=torch.arange(len(classes)))
+    return VideoBatch(
+        features=torch.randn(len(classes), t, d, generator=g).half(),
+        targets=one_hot(classes),
+        index=torch.arange(len(classes)),
+    )
 
 
 def test_tau_from_counts() -> None:
@@ -129,16 +140,18 @@ def test_calibrated_labels() -> None:
     _, labels = calibrated_interpolation(z, y, torch.ones(2), torch.tensor([1, 0]), weight)
     assert labels[0, 0] == 1.0 and labels[1, 3] == pytest.approx(0.5)
     # mixed half and half: the tail class keeps more label mass than the head class
-    mixed_z, labels = calibrated_interpolation(z, y, torch.full((2,), 0.5),
-                                               torch.tensor([1, 0]), weight)
+    mixed_z, labels = calibrated_interpolation(
+        z, y, torch.full((2,), 0.5), torch.tensor([1, 0]), weight
+    )
     assert labels[0, 0] == pytest.approx(0.75) and labels[0, 3] == pytest.approx(0.25)
     assert labels[0, 0] > labels[0, 3]
     assert torch.allclose(mixed_z[0], 0.5 * (z[0] + z[1]))
     # random ratios: always in [0, 1]
     torch.manual_seed(0)
     y = (torch.rand(256, 4) < 0.6).float()
-    _, labels = calibrated_interpolation(torch.randn(256, 3), y, module.sample_lambda(256),
-                                         torch.randperm(256), weight)
+    _, labels = calibrated_interpolation(
+        torch.randn(256, 3), y, module.sample_lambda(256), torch.randperm(256), weight
+    )
     assert labels.max() <= 1.0 and labels.min() >= 0.0 and labels.max() == 1.0
 
 
@@ -178,9 +191,11 @@ def test_head_video_views_are_the_whole_clip() -> None:
 
 
 def test_inference_is_deterministic() -> None:
-    module = make_module(aggregator=MoveDualAggregator(8, num_heads=2, num_clusters=4,
-                                                       attentive_dim=6, codebook_dim=5,
-                                                       dropout=0.3))
+    module = make_module(
+        aggregator=MoveDualAggregator(
+            8, num_heads=2, num_clusters=4, attentive_dim=6, codebook_dim=5, dropout=0.3
+        )
+    )
     batch = batch_of([0, 1, 2, 3, 0])
     module.eval()
     state = torch.get_rng_state()
@@ -201,8 +216,7 @@ def test_training_loss_reaches_both_aggregators() -> None:
     loss = module.training_loss(batch_of([0, 1, 2, 3, 0, 1]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
-    for part in (module.aggregator.psa.q_proj, module.aggregator.netvlad.assign,
-                 module.classifier):
+    for part in (module.aggregator.psa.q_proj, module.aggregator.netvlad.assign, module.classifier):
         assert part.weight.grad is not None and part.weight.grad.abs().sum() > 0
 
 
@@ -236,9 +250,15 @@ def test_config_selects_move_dual_and_the_papers_schedule(
 
 
 def test_move_trains_end_to_end(compose_cfg: Callable[..., DictConfig]) -> None:
-    cfg, _ = train_tiny(compose_cfg, "method=move", "trainer.max_epochs=2",
-                        "aggregator.attentive_dim=32", "aggregator.codebook_dim=32",
-                        "aggregator.num_clusters=8", drop=("aggregator.hidden_dim",))
+    cfg, _ = train_tiny(
+        compose_cfg,
+        "method=move",
+        "trainer.max_epochs=2",
+        "aggregator.attentive_dim=32",
+        "aggregator.codebook_dim=32",
+        "aggregator.num_clusters=8",
+        drop=("aggregator.hidden_dim",),
+    )
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["test"]
 
@@ -268,12 +288,19 @@ class _CaptureLoss(nn.Module):
 
 
 def _ablated(**switches: object) -> tuple[MoveModule, _Recorder, _CaptureLoss]:
-    agg = _Recorder(MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6,
-                                       codebook_dim=5))
+    agg = _Recorder(
+        MoveDualAggregator(8, num_heads=2, num_clusters=4, attentive_dim=6, codebook_dim=5)
+    )
     loss = _CaptureLoss()
-    module = MoveModule(MethodSetup(aggregator=agg, loss=loss, class_counts=COUNTS,
-                                    optimizer=functools.partial(torch.optim.Adam, lr=1e-3)),
-                        **switches)
+    module = MoveModule(
+        MethodSetup(
+            aggregator=agg,
+            loss=loss,
+            class_counts=COUNTS,
+            optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        ),
+        **switches,
+    )
     return module, agg, loss
 
 
@@ -283,7 +310,7 @@ def test_ablation_switches_remove_their_component() -> None:
     torch.manual_seed(0)
     module, agg, loss = _ablated()
     module.training_loss(batch)
-    (n, mask), = agg.calls
+    ((n, mask),) = agg.calls
     assert n == 12 and not bool(mask.all())
     assert not torch.equal(loss.targets, batch.targets)
     # Table 4 (e) "Ex." only: no interpolation -> the original targets
@@ -295,7 +322,7 @@ def test_ablation_switches_remove_their_component() -> None:
     torch.manual_seed(0)
     module, agg, loss = _ablated(frame_sampler="none", extrapolation=False)
     module.training_loss(batch)
-    (n, mask), = agg.calls
+    ((n, mask),) = agg.calls
     assert n == 6 and bool(mask.all())
     assert not torch.equal(loss.targets, batch.targets)
     # without calibration: plain mixup labels, which sum to the mixed label count
@@ -331,21 +358,33 @@ def test_head_choice_reaches_the_classifier(tmp_path: Path) -> None:
         head_min, tail_max = 100, 10
 
     with initialize_config_module("vltr.conf", version_base="1.3"):
-        for overrides, expected in (([], LinearHead), (["head=nonlinear"], NonLinearHead),
-                                    (["method=move"], NonLinearHead),
-                                    (["method=move", "head=linear"], LinearHead),
-                                    (["method=framestack", "head=nonlinear"], NonLinearHead)):
-            cfg = compose("train", overrides=[*overrides, "aggregator=psa",
-                                              f"paths.root_dir={tmp_path}"],
-                          return_hydra_config=True)
+        for overrides, expected in (
+            ([], LinearHead),
+            (["head=nonlinear"], NonLinearHead),
+            (["method=move"], NonLinearHead),
+            (["method=move", "head=linear"], LinearHead),
+            (["method=framestack", "head=nonlinear"], NonLinearHead),
+        ):
+            cfg = compose(
+                "train",
+                overrides=[*overrides, "aggregator=psa", f"paths.root_dir={tmp_path}"],
+                return_hydra_config=True,
+            )
             module = build_module(cfg, Info())
             assert type(module.classifier) is expected, overrides
             if expected is NonLinearHead:
                 assert module.classifier[0].out_features == 2048
                 assert module.classifier[2].p == 0.5
         # a strategy a method does not compose with fails at build time, in one line
-        cfg = compose("train", overrides=["method=move", "strategy=mixup", "aggregator=psa",
-                                          f"paths.root_dir={tmp_path}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "method=move",
+                "strategy=mixup",
+                "aggregator=psa",
+                f"paths.root_dir={tmp_path}",
+            ],
+            return_hydra_config=True,
+        )
         with pytest.raises(ConfigError, match="strategy=mixup does not compose with MoveModule"):
             build_module(cfg, Info())

@@ -16,8 +16,12 @@ from vltr.analysis.execute import main as run_notebooks
 from vltr.data.store import FeatureStore
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_longtail_dataset.ipynb", "02_compare_methods.ipynb", "03_imbalance_sweep.ipynb",
-         "04_predictions.ipynb"]
+NAMES = [
+    "01_longtail_dataset.ipynb",
+    "02_compare_methods.ipynb",
+    "03_imbalance_sweep.ipynb",
+    "04_predictions.ipynb",
+]
 
 
 def execute(name: str, cwd: Path, parameters: dict) -> nbformat.NotebookNode:
@@ -25,13 +29,21 @@ def execute(name: str, cwd: Path, parameters: dict) -> nbformat.NotebookNode:
 
 
 def outputs_of_type(nb: nbformat.NotebookNode, output_type: str) -> list[dict]:
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if o.output_type == output_type]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == output_type
+    ]
 
 
 def markdown_outputs(nb: nbformat.NotebookNode) -> list[str]:
-    return [o["data"]["text/markdown"] for o in outputs_of_type(nb, "display_data")
-            if "text/markdown" in o["data"]]
+    return [
+        o["data"]["text/markdown"]
+        for o in outputs_of_type(nb, "display_data")
+        if "text/markdown" in o["data"]
+    ]
 
 
 def test_committed_notebooks_hold_their_outputs_and_a_parameters_cell() -> None:
@@ -57,19 +69,46 @@ def test_committed_notebooks_hold_their_outputs_and_a_parameters_cell() -> None:
 
 def test_parameters_are_read_from_the_parameters_cell() -> None:
     assert notebook_parameters(NOTEBOOKS / "03_imbalance_sweep.ipynb") == {
-        "SWEEP": "None", "SPLIT": '"test"'}
+        "SWEEP": "None",
+        "SPLIT": '"test"',
+    }
     assert set(notebook_parameters(NOTEBOOKS / "04_predictions.ipynb")) == {
-        "RUN_A", "RUN_B", "SWEEP", "VIDEOS", "RESAMPLES"}
+        "RUN_A",
+        "RUN_B",
+        "SWEEP",
+        "VIDEOS",
+        "RESAMPLES",
+    }
 
 
 @pytest.mark.e2e
-def test_dataset_notebook_through_the_runner(tiny_store: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_notebook_through_the_runner(
+    tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     source = (NOTEBOOKS / "01_longtail_dataset.ipynb").read_bytes()
-    assert run_notebooks([str(NOTEBOOKS / "01_longtail_dataset.ipynb"), "--out", "out",
-                          "-p", "STORE", str(tiny_store), "-p", "HEAD_MIN", "30",
-                          "-p", "TAIL_MAX", "10", "-p", "SWEEP", "not declared here"]) == 0
+    assert (
+        run_notebooks(
+            [
+                str(NOTEBOOKS / "01_longtail_dataset.ipynb"),
+                "--out",
+                "out",
+                "-p",
+                "STORE",
+                str(tiny_store),
+                "-p",
+                "HEAD_MIN",
+                "30",
+                "-p",
+                "TAIL_MAX",
+                "10",
+                "-p",
+                "SWEEP",
+                "not declared here",
+            ]
+        )
+        == 0
+    )
     assert (NOTEBOOKS / "01_longtail_dataset.ipynb").read_bytes() == source  # untouched
     nb = nbformat.read(tmp_path / "out" / "01_longtail_dataset.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]

@@ -22,11 +22,21 @@ def test_study_finishes_and_a_failing_trial_scores_zero(tmp_path: Path) -> None:
     # three trials draw both values (checked below). direction=minimize makes the failed
     # trials' value the best one, so optimization_results.yaml shows what the study recorded
     # for them: 0.0 (vltr.training.train.FAILED_VALUE), as a completed trial.
-    proc = run_cli(["vltr-train", "hparams_search=synthetic_optuna", f"paths.root_dir={tmp_path}",
-                    *overrides, "trainer.max_epochs=2", "logger=none",
-                    "hydra.sweeper.n_trials=3", "hydra.sweeper.direction=minimize",
-                    "dataset.imbalance_ratio=choice(0.5,2.0)", f"hydra.sweep.dir={sweep}"],
-                   cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-train",
+            "hparams_search=synthetic_optuna",
+            f"paths.root_dir={tmp_path}",
+            *overrides,
+            "trainer.max_epochs=2",
+            "logger=none",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.direction=minimize",
+            "dataset.imbalance_ratio=choice(0.5,2.0)",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     # the study finished every trial; trials failed, so vltr-train exits 1 and lists them
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert " of 3 jobs failed: " in proc.stderr.strip().splitlines()[-1]
@@ -37,7 +47,10 @@ def test_study_finishes_and_a_failing_trial_scores_zero(tmp_path: Path) -> None:
     # the sampled space: the config's, plus the command line's choice(); a plain value on the
     # command line fixes its parameter (TINY_OVERRIDES sets the lr and aggregator.hidden_dim)
     assert set(results["best_params"]) == {
-        "schedule.optimizer.weight_decay", "aggregator.dropout", "dataset.imbalance_ratio"}
+        "schedule.optimizer.weight_decay",
+        "aggregator.dropout",
+        "dataset.imbalance_ratio",
+    }
     jobs = sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit())
     assert jobs == [0, 1, 2]  # the study went on after the failure
     failed = [j for j in jobs if (sweep / str(j) / "failed.json").exists()]

@@ -21,16 +21,27 @@ from vltr.training.config import validate_config
 
 CONF = resources.files("vltr.conf").joinpath("experiment")
 PAPERS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
-PRESETS = sorted(f"{paper}/{p.name[:-len('.yaml')]}" for paper in PAPERS
-                 for p in CONF.joinpath(paper).iterdir()
-                 if p.name.endswith(".yaml") and p.name != "metafile.yaml")
+PRESETS = sorted(
+    f"{paper}/{p.name[: -len('.yaml')]}"
+    for paper in PAPERS
+    for p in CONF.joinpath(paper).iterdir()
+    if p.name.endswith(".yaml") and p.name != "metafile.yaml"
+)
 METRICS = {"mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5"}
 PARTS = ("method", "strategy", "aggregator", "head", "features", "dataset")
 # size keys shrunk wherever a preset's config has them (paper sizes need minutes per step)
-SHRINK = {"aggregator": {"hidden_dim": 16, "num_clusters": 4, "attentive_dim": 8,
-                         "codebook_dim": 8, "attention_dim": 8, "embed_dim": 16},
-          "head": {"hidden_dim": 16},
-          "method": {"embed_dim": 16, "neck_dim": 8}}
+SHRINK = {
+    "aggregator": {
+        "hidden_dim": 16,
+        "num_clusters": 4,
+        "attentive_dim": 8,
+        "codebook_dim": 8,
+        "attention_dim": 8,
+        "embed_dim": 16,
+    },
+    "head": {"hidden_dim": 16},
+    "method": {"embed_dim": 16, "neck_dim": 8},
+}
 
 Compose = Callable[..., DictConfig]
 
@@ -56,8 +67,16 @@ def test_metafile_rows_name_their_table_and_preset(paper: str) -> None:
 
 @pytest.fixture(scope="module")
 def preset_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = SyntheticSpec(num_classes=6, n_max=40, imbalance_ratio=0.2, frames=12, dim=16,
-                         min_eval_per_class=2, latent_dim=8, backbone_hidden=16)
+    spec = SyntheticSpec(
+        num_classes=6,
+        n_max=40,
+        imbalance_ratio=0.2,
+        frames=12,
+        dim=16,
+        min_eval_per_class=2,
+        latent_dim=8,
+        backbone_hidden=16,
+    )
     return generate(spec, tmp_path_factory.mktemp("presets") / "tiny.h5")
 
 
@@ -102,15 +121,25 @@ def test_preset_composes_says_what_it_is_and_runs_a_step(
             part = part.split("-ir")[0]  # MOVE Table 3: the imbalance ratio as a variant
         assert part.replace("-", "_") == choices[group], (name, group)
     # one fast_dev_run step on a tiny real store, at 16-d
-    tiny = ["features.dim=16", "features.frames=12", "dataset.clip_frames=6",
-            "dataset.batch_size=8", "dataset.num_workers=0", "logger=none",
-            "+trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
-            "~callbacks.rich_progress_bar"]
+    tiny = [
+        "features.dim=16",
+        "features.frames=12",
+        "dataset.clip_frames=6",
+        "dataset.batch_size=8",
+        "dataset.num_workers=0",
+        "logger=none",
+        "+trainer.fast_dev_run=true",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.rich_progress_bar",
+    ]
     if paper.dataset.name != "synthetic":
         tiny.append(f"dataset.path={preset_store}")
     else:
-        tiny += ["dataset.synthetic.num_classes=6", "dataset.synthetic.n_max=40",
-                 "+dataset.synthetic.min_eval_per_class=2"]
+        tiny += [
+            "dataset.synthetic.num_classes=6",
+            "dataset.synthetic.n_max=40",
+            "+dataset.synthetic.min_eval_per_class=2",
+        ]
     cfg = compose_cfg(f"experiment={name}", *tiny, *_shrunk(paper))
     with open_dict(cfg):
         cfg.callbacks.model_checkpoint.save_last = False

@@ -30,7 +30,8 @@ def test_bar_only_on_a_terminal_log_lines_otherwise() -> None:
 
 
 def test_enable_progress_bar_false_with_the_bar_configured(
-        compose_cfg: Callable[..., DictConfig]) -> None:
+    compose_cfg: Callable[..., DictConfig],
+) -> None:
     # the default callbacks config holds the rich bar: Lightning refused the combination
     cfg, _ = train_tiny(compose_cfg, "trainer.max_epochs=1", "trainer.enable_progress_bar=false")
     assert cfg.callbacks.rich_progress_bar._target_ == "vltr.training.progress.MetricsProgressBar"

@@ -451,8 +451,9 @@ def test_ddp_spawn_training_with_resident_equals_streaming(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resident train -> cpu" in proc.stderr  # rank 0's progress bar, second job
-    metrics = [json.loads((tmp_path / "sweep" / str(k) / "metrics.json").read_text())
-               for k in (0, 1)]
+    metrics = [
+        json.loads((tmp_path / "sweep" / str(k) / "metrics.json").read_text()) for k in (0, 1)
+    ]
     for split in ("val", "test"):
         assert metrics[0][split] == metrics[1][split]
 

@@ -31,10 +31,19 @@ from conftest import run_cli
 METRICS = ("mAP", "mAP_head", "mAP_medium", "mAP_tail", "acc1", "acc5")
 
 
-def fake_run(path: Path, strategy: str = "bce", aggregator: str = "nonlinear",
-             method: str = "base", ir: float | None = None, seed: int = 0,
-             value: float = 0.5, failed: bool = False, max_epochs: int | None = None,
-             overrides: tuple[str, ...] = (), composed: str | None = None) -> Path:
+def fake_run(
+    path: Path,
+    strategy: str = "bce",
+    aggregator: str = "nonlinear",
+    method: str = "base",
+    ir: float | None = None,
+    seed: int = 0,
+    value: float = 0.5,
+    failed: bool = False,
+    max_epochs: int | None = None,
+    overrides: tuple[str, ...] = (),
+    composed: str | None = None,
+) -> Path:
     """A run directory as vltr-train leaves it (metrics.json's run block, or failed.json;
     ``composed``: its .hydra/config.yaml)."""
     path.mkdir(parents=True)
@@ -47,19 +56,28 @@ def fake_run(path: Path, strategy: str = "bce", aggregator: str = "nonlinear",
         (path / ".hydra" / "hydra.yaml").write_text(
             "hydra:\n  runtime:\n    choices:\n"
             f"      strategy: {strategy}\n      aggregator: {aggregator}\n"
-            f"      method: {method}\n      dataset: synthetic\n      features: synthetic\n")
+            f"      method: {method}\n      dataset: synthetic\n      features: synthetic\n"
+        )
         (path / ".hydra" / "config.yaml").write_text(
-            f"seed: {seed}\ndataset:\n  imbalance_ratio: {'null' if ir is None else ir}\n")
+            f"seed: {seed}\ndataset:\n  imbalance_ratio: {'null' if ir is None else ir}\n"
+        )
         return path
     metrics = {k: value + i / 100 for i, k in enumerate(METRICS)}
-    run = {"dataset": "synthetic", "features": "synthetic", "aggregator": aggregator,
-           "strategy": strategy, "method": method, "imbalance_ratio": ir, "seed": seed,
-           "overrides": [*overrides, f"seed={seed}"]}
+    run = {
+        "dataset": "synthetic",
+        "features": "synthetic",
+        "aggregator": aggregator,
+        "strategy": strategy,
+        "method": method,
+        "imbalance_ratio": ir,
+        "seed": seed,
+        "overrides": [*overrides, f"seed={seed}"],
+    }
     if max_epochs is not None:
         run["max_epochs"] = max_epochs
-    (path / "metrics.json").write_text(json.dumps({
-        "run": run,
-        "val": metrics, "test": {k: v / 2 for k, v in metrics.items()}}))
+    (path / "metrics.json").write_text(
+        json.dumps({"run": run, "val": metrics, "test": {k: v / 2 for k, v in metrics.items()}})
+    )
     return path
 
 
@@ -70,8 +88,9 @@ def test_labels_name_methods_and_method_strategies(tmp_path: Path) -> None:
 
 
 def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
-    runs = [load_run(fake_run(tmp_path / f"s{s}", seed=s, value=v))
-            for s, v in [(0, 0.4), (1, 0.6)]]
+    runs = [
+        load_run(fake_run(tmp_path / f"s{s}", seed=s, value=v)) for s, v in [(0, 0.4), (1, 0.6)]
+    ]
     [row] = method_table(runs, "val")
     assert row["n"] == 2 and row["failed"] == 0
     assert row["mAP"] == pytest.approx(0.5)
@@ -80,9 +99,11 @@ def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
 
 
 def test_rows_separate_aggregators_and_count_failures(tmp_path: Path) -> None:
-    runs = [load_run(fake_run(tmp_path / "a", aggregator="nonlinear", value=0.2)),
-            load_run(fake_run(tmp_path / "b", aggregator="move_dual", value=0.6)),
-            load_run(fake_run(tmp_path / "c", aggregator="move_dual", failed=True))]
+    runs = [
+        load_run(fake_run(tmp_path / "a", aggregator="nonlinear", value=0.2)),
+        load_run(fake_run(tmp_path / "b", aggregator="move_dual", value=0.6)),
+        load_run(fake_run(tmp_path / "c", aggregator="move_dual", failed=True)),
+    ]
     assert runs[2].failed and runs[2].aggregator == "move_dual"  # from .hydra/ of a failure
     rows = {r["aggregator"]: r for r in method_table(runs, "test")}
     assert rows["nonlinear"]["mAP"] == pytest.approx(0.1)
@@ -94,8 +115,11 @@ def test_sweep_table_is_ratio_by_method(tmp_path: Path) -> None:
     runs = []
     for ir in (0.1, 0.01):
         for k, strategy in enumerate(("bce", "move")):
-            runs.append(load_run(fake_run(tmp_path / f"{ir}-{strategy}", strategy=strategy,
-                                          ir=ir, value=ir + k)))
+            runs.append(
+                load_run(
+                    fake_run(tmp_path / f"{ir}-{strategy}", strategy=strategy, ir=ir, value=ir + k)
+                )
+            )
     runs.append(load_run(fake_run(tmp_path / "bad", strategy="move", ir=0.05, failed=True)))
     rows = sweep_table(runs, "mAP", "val")
     assert [r["imbalance_ratio"] for r in rows] == [0.01, 0.05, 0.1]
@@ -110,8 +134,7 @@ def test_sweep_table_is_ratio_by_method(tmp_path: Path) -> None:
 
 def test_sweep_jobs_in_numeric_order_and_empty_groups_shown_as_na(tmp_path: Path) -> None:
     for job in (2, 10, 1):
-        fake_run(tmp_path / str(job), strategy=f"s{job}", value=float("nan") if job == 10
-                 else 0.5)
+        fake_run(tmp_path / str(job), strategy=f"s{job}", value=float("nan") if job == 10 else 0.5)
     assert [p.name for p in find_run_dirs([tmp_path])] == ["1", "2", "10"]
     rows = method_table(load_runs([tmp_path]), "val")
     assert [r["method"] for r in rows] == ["s1", "s2", "s10"]
@@ -123,7 +146,8 @@ def test_stage_directories_are_part_of_their_run(tmp_path: Path) -> None:
     for k, ap in ((1, 0.25), (2, 0.75)):
         fake_run(run / f"stage{k}", method="meid")
         (run / f"stage{k}" / "per_class_ap_test.csv").write_text(
-            f"class_index,class_name,train_count,group,ap\n0,c0,5,tail,{ap}\n")
+            f"class_index,class_name,train_count,group,ap\n0,c0,5,tail,{ap}\n"
+        )
     assert find_run_dirs([tmp_path]) == [run]
     # the run's per-class AP is its last stage's
     assert [r["ap"] for r in load_per_class(load_run(run))] == [0.75]
@@ -188,8 +212,10 @@ def test_latest_sweep_is_the_newest_multirun_anywhere_under_logs(tmp_path: Path)
 
 def test_runs_that_differ_in_more_than_the_seed_are_not_averaged(tmp_path: Path) -> None:
     # a 1-epoch and a 2-epoch run are not two seeds of one setting
-    runs = [load_run(fake_run(tmp_path / "e1", max_epochs=1, value=0.2, seed=0)),
-            load_run(fake_run(tmp_path / "e2", max_epochs=2, value=0.3, seed=1))]
+    runs = [
+        load_run(fake_run(tmp_path / "e1", max_epochs=1, value=0.2, seed=0)),
+        load_run(fake_run(tmp_path / "e2", max_epochs=2, value=0.3, seed=1)),
+    ]
     rows = method_table(runs, "val")
     assert [(r["n"], r["settings"]) for r in rows] == [(1, "max_epochs=1"), (1, "max_epochs=2")]
     assert [r["mAP"] for r in rows] == pytest.approx([0.2, 0.3])
@@ -208,20 +234,38 @@ def test_overrides_are_compared_by_value_in_the_composed_config(tmp_path: Path) 
     composed = "seed: {s}\ntrainer:\n  max_epochs: 20\nschedule:\n  optimizer:\n    lr: {lr}\n"
     runs = [
         # an explicit default equals the default; 1e-3 equals 0.001
-        load_run(fake_run(tmp_path / "a", seed=0, overrides=("trainer.max_epochs=20",
-                                                             "schedule.optimizer.lr=1e-3"),
-                          composed=composed.format(s=0, lr=0.001))),
+        load_run(
+            fake_run(
+                tmp_path / "a",
+                seed=0,
+                overrides=("trainer.max_epochs=20", "schedule.optimizer.lr=1e-3"),
+                composed=composed.format(s=0, lr=0.001),
+            )
+        ),
         load_run(fake_run(tmp_path / "b", seed=1, composed=composed.format(s=1, lr=0.001))),
-        load_run(fake_run(tmp_path / "c", seed=2, overrides=("schedule.optimizer.lr=0.01",
-                                                             "dataset.num_workers=8"),
-                          composed=composed.format(s=2, lr=0.01))),
+        load_run(
+            fake_run(
+                tmp_path / "c",
+                seed=2,
+                overrides=("schedule.optimizer.lr=0.01", "dataset.num_workers=8"),
+                composed=composed.format(s=2, lr=0.01),
+            )
+        ),
     ]
     rows = method_table(runs, "val")
     assert [(r["n"], r["settings"]) for r in rows] == [
-        (2, "schedule.optimizer.lr=0.001"), (1, "schedule.optimizer.lr=0.01")]
+        (2, "schedule.optimizer.lr=0.001"),
+        (1, "schedule.optimizer.lr=0.01"),
+    ]
     # loader workers and the seed are not settings; a repeated seed is said
-    assert load_run(fake_run(tmp_path / "d", seed=2, overrides=("dataset.num_workers=2",),
-                             composed=composed.format(s=2, lr=0.01))).overrides
+    assert load_run(
+        fake_run(
+            tmp_path / "d",
+            seed=2,
+            overrides=("dataset.num_workers=2",),
+            composed=composed.format(s=2, lr=0.01),
+        )
+    ).overrides
     warnings = table_warnings(load_runs([tmp_path]))
     assert any("repeat seed 2" in w for w in warnings)
 
@@ -240,13 +284,15 @@ def test_weighted_ap_equals_the_ap_of_the_resampled_split() -> None:
         rows = np.repeat(np.arange(n), draws)
         np.testing.assert_allclose(ap, average_precision(scores[rows], targets[rows]))
         assert np.array_equal(present, targets[rows].any(axis=0))
-        np.testing.assert_allclose(WeightedAP(scores, targets).ap()[0],
-                                   average_precision(scores, targets))
+        np.testing.assert_allclose(
+            WeightedAP(scores, targets).ap()[0], average_precision(scores, targets)
+        )
 
 
 @pytest.mark.e2e
-def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_two_runs_of_the_sweep(
+    tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vltr.analysis.bootstrap import paired_bootstrap
     from vltr.cli.report import main
     from vltr.evaluation.predictions import load_predictions
@@ -254,8 +300,7 @@ def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
     runs = {(r.strategy, r.imbalance_ratio): r for r in load_runs([tiny_sweep]) if not r.failed}
     a, b = runs[("bce", 0.2)], runs[("focal", 0.2)]
     out = tmp_path / "cmp"
-    assert main(["compare", str(a.path), str(b.path), "--resamples", "200",
-                 "--out", str(out)]) == 0
+    assert main(["compare", str(a.path), str(b.path), "--resamples", "200", "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "bootstrap: 100% (200/200 resamples)" in printed.err  # progress lines
     rows = {r["metric"]: r for r in csv.DictReader(open(out / "compare.csv"))}
@@ -267,8 +312,11 @@ def test_compare_two_runs_of_the_sweep(tiny_sweep: Path, tmp_path: Path,
         assert row["ci_low"] <= row["diff"] <= row["ci_high"]
     assert "| mAP |" in printed.out and "95% interval" in printed.out
     # a run against itself: no difference on any resample
-    same = paired_bootstrap(load_predictions(a.path / "predictions_test.npz"),
-                            load_predictions(a.path / "predictions_test.npz"), resamples=20)
+    same = paired_bootstrap(
+        load_predictions(a.path / "predictions_test.npz"),
+        load_predictions(a.path / "predictions_test.npz"),
+        resamples=20,
+    )
     assert all(d.diff == 0 and d.ci_low == 0 == d.ci_high for d in same.differences)
     # threads do not change the draws
     pa, pb = (load_predictions(r.path / "predictions_test.npz") for r in (a, b))
@@ -289,13 +337,21 @@ def test_dashboard_workspace_is_built_offline(capsys: pytest.CaptureFixture[str]
     ws = build_workspace("team", "vltr", group="ir_grid", tags=["ir:0.01"])
     panels = {s.name: s.panels for s in ws.sections}
     curves = panels["val mAP by method"]
-    assert [p.y for p in curves] == [["val/mAP"], ["val/mAP_head"], ["val/mAP_medium"],
-                                     ["val/mAP_tail"]]
-    assert all(p.x == "epoch" and p.groupby.name == "run.label" and p.groupby_aggfunc == "mean"
-               for p in curves)
+    assert [p.y for p in curves] == [
+        ["val/mAP"],
+        ["val/mAP_head"],
+        ["val/mAP_medium"],
+        ["val/mAP_tail"],
+    ]
+    assert all(
+        p.x == "epoch" and p.groupby.name == "run.label" and p.groupby_aggfunc == "mean"
+        for p in curves
+    )
     scatter = [p for p in panels["across imbalance ratios"] if type(p).__name__ == "ScatterPlot"]
     assert {(p.x.name, p.y.name, p.log_x) for p in scatter} == {
-        ("run.imbalance_ratio", "test/mAP", True), ("run.imbalance_ratio", "test/mAP_tail", True)}
+        ("run.imbalance_ratio", "test/mAP", True),
+        ("run.imbalance_ratio", "test/mAP_tail", True),
+    }
     chart = panels["per class"][0]
     assert chart.chart_name == "wandb/scatter/v0"
     assert chart.chart_fields == {"x": "log10_train_count", "y": "test_ap"}

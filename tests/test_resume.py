@@ -21,10 +21,18 @@ pytestmark = pytest.mark.e2e
 EPOCHS = 10
 # mixup draws from torch's generator, the aggregator has dropout, clips draw frames from the
 # dataset's generator: every random stream of training matters for the final metrics
-ARGS = [*(o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs",
-                                                          "schedule.scheduler.milestones"))),
-        f"trainer.max_epochs={EPOCHS}", "schedule.scheduler.milestones=[6]", "seed=3",
-        "trainer.deterministic=true", "strategy=mixup"]
+ARGS = [
+    *(
+        o
+        for o in TINY_OVERRIDES
+        if not o.startswith(("trainer.max_epochs", "schedule.scheduler.milestones"))
+    ),
+    f"trainer.max_epochs={EPOCHS}",
+    "schedule.scheduler.milestones=[6]",
+    "seed=3",
+    "trainer.deterministic=true",
+    "strategy=mixup",
+]
 WANDB_OFFLINE = {"WANDB_MODE": "offline", "WANDB_API_KEY": "", "WANDB_SILENT": "true"}
 
 
@@ -35,15 +43,28 @@ def train_args(root: Path, run: Path, *extra: str) -> list[str]:
 def popen(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a console script in the background, its output going to ``log`` (a pipe nobody
     reads while it runs could fill up and stall it)."""
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true",
-                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "WANDB_SILENT": "true",
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     with open(log, "w") as out:
-        return subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=log.parent, env=full_env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            cwd=log.parent,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
-def start_and_kill_after_first_epoch(args: list[str], run: Path, log: Path,
-                                     env: dict[str, str]) -> int:
+def start_and_kill_after_first_epoch(
+    args: list[str], run: Path, log: Path, env: dict[str, str]
+) -> int:
     """Start vltr-train, SIGKILL it as soon as ``last.ckpt`` exists (>= 1 epoch finished);
     return the epoch of the checkpoint that survived."""
     last = run / "checkpoints" / "last.ckpt"
@@ -74,10 +95,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, int, str
     full = popen(train_args(root, root / "full"), root / "full.log")
     try:
         run = root / "killed"
-        epoch = start_and_kill_after_first_epoch(train_args(root, run, "logger=wandb"), run,
-                                                 root / "killed.log", WANDB_OFFLINE)
-        proc = run_cli(train_args(root, run, "logger=wandb", "ckpt_path=last"), cwd=root,
-                       env=WANDB_OFFLINE)
+        epoch = start_and_kill_after_first_epoch(
+            train_args(root, run, "logger=wandb"), run, root / "killed.log", WANDB_OFFLINE
+        )
+        proc = run_cli(
+            train_args(root, run, "logger=wandb", "ckpt_path=last"), cwd=root, env=WANDB_OFFLINE
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert full.wait(timeout=300) == 0, (root / "full.log").read_text()[-3000:]
     finally:
@@ -101,8 +124,11 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(
     # the CSV curves keep the killed run's epochs (appended, not replaced)
     rows = (run / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
-    epochs = {int(r.split(",")[header.index("epoch")]) for r in rows[1:]
-              if r.split(",")[header.index("val/mAP")]}
+    epochs = {
+        int(r.split(",")[header.index("epoch")])
+        for r in rows[1:]
+        if r.split(",")[header.index("val/mAP")]
+    }
     assert set(range(EPOCHS)) <= epochs, (epoch, sorted(epochs))
 
 
@@ -126,5 +152,6 @@ def test_resume_without_last_checkpoint_is_one_line(
     assert code == 2
     assert last == (
         f"vltr-train: error: {run}/checkpoints/last.ckpt: no such checkpoint (ckpt_path=last "
-        "resumes the run in hydra.run.dir=<its output directory>)")
+        "resumes the run in hydra.run.dir=<its output directory>)"
+    )
     assert not (run / "metrics.json").exists()

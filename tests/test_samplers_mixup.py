@@ -22,8 +22,13 @@ def lt_store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     labels += [[0, 4]] * 10
     n = len(labels)
     path = tmp_path_factory.mktemp("lt") / "lt.h5"
-    write_store(path, np.zeros((n, 2, 2), dtype=np.float32), labels=labels,
-                class_names=list("abcde"), splits={"train": range(n), "val": [0], "test": [1]})
+    write_store(
+        path,
+        np.zeros((n, 2, 2), dtype=np.float32),
+        labels=labels,
+        class_names=list("abcde"),
+        splits={"train": range(n), "val": [0], "test": [1]},
+    )
     return FeatureStore(path)
 
 
@@ -72,16 +77,16 @@ def test_srs_draws_classes_by_square_root(lt_store: FeatureStore) -> None:
 def test_reversed_sampler_draws_the_inverse_long_tail(lt_store: FeatureStore) -> None:
     train = lt_store.split("train")
     counts = lt_store.class_counts("train")  # 410, 100, 25, 9, 11 (two-label videos count)
-    sampler = ClassAwareSampler(lt_store, train, power=1.0, reverse=True, num_samples=20000,
-                                seed=3)
+    sampler = ClassAwareSampler(lt_store, train, power=1.0, reverse=True, num_samples=20000, seed=3)
     freq = counts / counts.sum()
     np.testing.assert_allclose(sampler.class_probs, reversed_by_rank(freq))
     # the most frequent class gets the rarest class's share, and so on
     assert sampler.class_probs[0] == pytest.approx(9 / counts.sum())
     assert sampler.class_probs[3] == pytest.approx(410 / counts.sum())
     # tied values share their ranks' mean; the sum is kept
-    np.testing.assert_allclose(reversed_by_rank(np.array([3.0, 1.0, 1.0, 5.0])),
-                               [1.0, 4.0, 4.0, 1.0])
+    np.testing.assert_allclose(
+        reversed_by_rank(np.array([3.0, 1.0, 1.0, 5.0])), [1.0, 4.0, 4.0, 1.0]
+    )
     seq = sampler.epoch_sequence()
     pool = set(sampler.pool_positions[sampler.pool_starts[3] : sampler.pool_starts[4]])
     assert np.isin(seq, list(pool)).mean() == pytest.approx(sampler.class_probs[3], abs=0.02)
@@ -95,8 +100,10 @@ def test_default_epoch_length_is_training_set(lt_store: FeatureStore) -> None:
 def test_two_ranks_draw_disjoint_shares_of_one_sequence(lt_store: FeatureStore) -> None:
     train = lt_store.split("train")
     one = ClassAwareSampler(lt_store, train, num_samples=1001, seed=5, num_replicas=1, rank=0)
-    ranks = [ClassAwareSampler(lt_store, train, num_samples=1001, seed=5, num_replicas=2,
-                               rank=r) for r in range(2)]
+    ranks = [
+        ClassAwareSampler(lt_store, train, num_samples=1001, seed=5, num_replicas=2, rank=r)
+        for r in range(2)
+    ]
     for epoch in (0, 3):
         for s in (one, *ranks):
             s.set_epoch(epoch)
@@ -114,9 +121,13 @@ def test_two_ranks_draw_disjoint_shares_of_one_sequence(lt_store: FeatureStore) 
 
 
 def test_class_without_videos_is_never_drawn(tmp_path: Path) -> None:
-    path = write_store(tmp_path / "s.h5", np.zeros((4, 1, 1), dtype=np.float32),
-                       labels=[[0], [0], [1], [1]], class_names=list("abc"),
-                       splits={"train": range(4), "val": [0], "test": [1]})
+    path = write_store(
+        tmp_path / "s.h5",
+        np.zeros((4, 1, 1), dtype=np.float32),
+        labels=[[0], [0], [1], [1]],
+        class_names=list("abc"),
+        splits={"train": range(4), "val": [0], "test": [1]},
+    )
     store = FeatureStore(path)
     sampler = ClassAwareSampler(store, store.split("train"), num_samples=200)
     assert sampler.class_probs[2] == 0
@@ -136,8 +147,7 @@ def test_mixup_frames_and_embedding() -> None:
     torch.testing.assert_close(xm, lam[0] * x + (1 - lam[0]) * x[perm])
     torch.testing.assert_close(ym, lam[0] * y + (1 - lam[0]) * y[perm])
     # label mass is conserved for single-label rows
-    torch.testing.assert_close(ym.sum(1)[y.sum(1) > 0].mean(), torch.tensor(1.0), atol=0.5,
-                               rtol=0)
+    torch.testing.assert_close(ym.sum(1)[y.sum(1) > 0].mean(), torch.tensor(1.0), atol=0.5, rtol=0)
     per_sample = FeatureMixup(alpha=0.4, per_sample=True, level="embedding")
     _, lam = per_sample.sample(1000, x.device)
     assert lam.std() > 0.1 and 0 <= lam.min() and lam.max() <= 1

@@ -21,10 +21,12 @@ FAST = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
 def staged(compose_cfg: Callable[..., DictConfig], *extra: str) -> DictConfig:
     cfg = compose_cfg(*FAST, "trainer.max_epochs=2", "logger=none", *extra)
     with open_dict(cfg):
-        cfg.method.stages = OmegaConf.create([
-            {"schedule": {"optimizer": {"lr": 3e-3}}},
-            {"schedule": {"optimizer": {"lr": 1e-4}}, "trainer": {"max_epochs": 1}},
-        ])
+        cfg.method.stages = OmegaConf.create(
+            [
+                {"schedule": {"optimizer": {"lr": 3e-3}}},
+                {"schedule": {"optimizer": {"lr": 1e-4}}, "trainer": {"max_epochs": 1}},
+            ]
+        )
     return cfg
 
 

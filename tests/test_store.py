@@ -43,8 +43,10 @@ def test_round_trip(tmp_path: Path, dtype: str, layout: dict) -> None:
     hot = store.multi_hot(np.array([0, 1]))
     assert hot.shape == (2, 3) and hot[0].sum() == len(labels[0])
     counts = store.class_counts("train")
-    assert counts.tolist() == np.bincount(
-        [c for i in range(6) for c in labels[i]], minlength=3).tolist()
+    assert (
+        counts.tolist()
+        == np.bincount([c for i in range(6) for c in labels[i]], minlength=3).tolist()
+    )
     assert store.attrs["format_version"] == FORMAT_VERSION
 
 

@@ -15,11 +15,13 @@ from vltr.training.train import train
 from conftest import TINY_OVERRIDES
 
 CONF = resources.files("vltr.conf")
-STRATEGIES = sorted(p.name[:-5] for p in CONF.joinpath("strategy").iterdir()
-                    if p.name.endswith(".yaml"))
+STRATEGIES = sorted(
+    p.name[:-5] for p in CONF.joinpath("strategy").iterdir() if p.name.endswith(".yaml")
+)
 AGGREGATORS = ["nonlinear", "netvlad", "psa", "move_dual"]
-ONE_EPOCH = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs",
-                                                              "aggregator.hidden_dim"))]
+ONE_EPOCH = [
+    o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", "aggregator.hidden_dim"))
+]
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
@@ -29,8 +31,14 @@ def test_strategy_aggregator_matrix(
 ) -> None:
     if not CONF.joinpath("aggregator", f"{aggregator}.yaml").is_file():
         pytest.fail(f"aggregator config {aggregator}.yaml is missing")
-    cfg = compose_cfg(*ONE_EPOCH, f"strategy={strategy}", f"aggregator={aggregator}",
-                      "trainer.max_epochs=1", "logger=none", "+trainer.limit_train_batches=4")
+    cfg = compose_cfg(
+        *ONE_EPOCH,
+        f"strategy={strategy}",
+        f"aggregator={aggregator}",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "+trainer.limit_train_batches=4",
+    )
     with open_dict(cfg):
         cfg.callbacks.model_checkpoint.save_last = False
     result = train(cfg)

@@ -36,8 +36,14 @@ def test_class_signal_lives_in_a_segment(tmp_path: Path) -> None:
     # frames agree more with each other than with weak labels (a short segment among
     # background): a check that the segment length is what controls the label's visibility.
     def frame_spread(segment: float) -> float:
-        spec = SyntheticSpec(**{**TINY_SYNTH, "segment_min": segment, "segment_max": segment,
-                                "multi_label_fraction": 0.0})
+        spec = SyntheticSpec(
+            **{
+                **TINY_SYNTH,
+                "segment_min": segment,
+                "segment_max": segment,
+                "multi_label_fraction": 0.0,
+            }
+        )
         store = FeatureStore(ensure_synthetic(spec, tmp_path))
         x = np.stack([store.read(i).astype(np.float32) for i in store.split("train")[:40]])
         mean = x.mean(axis=1, keepdims=True)
@@ -79,12 +85,28 @@ def test_unknown_spec_key_is_a_config_error() -> None:
 
 def test_synth_and_info_cli(tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
-    proc = run_cli(["vltr-data", "synth", "--out", str(out), "--num-classes", "6",
-                    "--n-max", "20", "--frames", "10", "--dim", "8"], cwd=tmp_path)
+    proc = run_cli(
+        [
+            "vltr-data",
+            "synth",
+            "--out",
+            str(out),
+            "--num-classes",
+            "6",
+            "--n-max",
+            "20",
+            "--frames",
+            "10",
+            "--dim",
+            "8",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "6 classes" in proc.stdout and out.exists()
-    proc = run_cli(["vltr-data", "info", str(out), "--head-min", "10", "--tail-max", "3"],
-                   cwd=tmp_path)
+    proc = run_cli(
+        ["vltr-data", "info", str(out), "--head-min", "10", "--tail-max", "3"], cwd=tmp_path
+    )
     assert proc.returncode == 0 and '"num_classes": 6' in proc.stdout
     assert proc.returncode == 0 and '"layout": "contiguous (memmap reads)"' in proc.stdout
     proc = run_cli(["vltr-data", "validate", str(out)], cwd=tmp_path)

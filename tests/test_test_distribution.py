@@ -63,10 +63,14 @@ def test_target_distributions_and_inverse_is_medc_resort() -> None:
 
 def test_primary_class_is_the_rarest_positive() -> None:
     counts = np.array([50, 5, 20, 5])
-    y = np.array([[1, 0, 1, 0],   # 0 and 2: 2 is rarer
-                  [1, 1, 0, 1],   # 1 and 3 tie at 5: lower index
-                  [1, 0, 0, 0],
-                  [0, 0, 0, 0]])  # no label: never drawn
+    y = np.array(
+        [
+            [1, 0, 1, 0],  # 0 and 2: 2 is rarer
+            [1, 1, 0, 1],  # 1 and 3 tie at 5: lower index
+            [1, 0, 0, 0],
+            [0, 0, 0, 0],
+        ]
+    )  # no label: never drawn
     assert primary_classes(y, counts).tolist() == [2, 1, 0, -1]
 
 
@@ -90,8 +94,9 @@ def test_classes_without_a_test_video_are_skipped_and_the_rest_renormalised() ->
     primary = primary_classes(y, counts)
     p = effective_distribution(target_distribution("uniform", counts), primary)
     np.testing.assert_allclose(p, [0.5, 0.0, 0.5])
-    idx = resample_indices(primary, target_distribution("uniform", counts), 5000,
-                           np.random.default_rng(1))
+    idx = resample_indices(
+        primary, target_distribution("uniform", counts), 5000, np.random.default_rng(1)
+    )
     assert set(idx.tolist()) == {0, 1, 2}
 
 
@@ -99,8 +104,9 @@ def test_longtailed_resampling_of_a_long_tailed_split_matches_the_plain_metrics(
     s, y, train = long_tailed_test_set()
     groups = group_masks(train, head_min=60, tail_max=15)
     plain, _ = summarize(s, y, groups)
-    res = resampled_metrics(s, y, train, groups, ["longtailed"], repeats=5, seed=0,
-                            size=20 * len(s))
+    res = resampled_metrics(
+        s, y, train, groups, ["longtailed"], repeats=5, seed=0, size=20 * len(s)
+    )
     for key in KEYS:
         assert res["longtailed"][key] == pytest.approx(plain[key], abs=0.03), key
     # the point of the exercise: a uniform test distribution weighs the weak tail more
@@ -119,7 +125,8 @@ def test_resampling_is_deterministic_given_the_seed() -> None:
     assert a != c
     # one stream per distribution: asking for fewer distributions changes nothing else
     assert resampled_metrics(s, y, train, groups, ["inverse"], repeats=3, seed=7) == {
-        "inverse": a["inverse"]}
+        "inverse": a["inverse"]
+    }
     for name in names:
         assert set(a[name]) == {*KEYS, *(f"{k}_std" for k in KEYS)}
         assert all(a[name][f"{k}_std"] > 0 for k in ("mAP", "acc1"))
@@ -140,8 +147,17 @@ def test_parse_distributions() -> None:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("train")
     base = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    proc = run_cli(["vltr-train", f"paths.root_dir={root}", *base, "trainer.max_epochs=4",
-                    "logger=none", "callbacks.model_checkpoint.save_last=false"], cwd=root)
+    proc = run_cli(
+        [
+            "vltr-train",
+            f"paths.root_dir={root}",
+            *base,
+            "trainer.max_epochs=4",
+            "logger=none",
+            "callbacks.model_checkpoint.save_last=false",
+        ],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = (root / "logs" / "train" / "runs").iterdir()
     return root, json.loads((out / "metrics.json").read_text())["best_ckpt"]
@@ -149,10 +165,19 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_eval_test_distributions_end_to_end(checkpoint: tuple[Path, str]) -> None:
     root, ckpt = checkpoint
-    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={ckpt}",
-                    "trainer.enable_progress_bar=false", "eval.test_distribution=[uniform,inverse]",
-                    "eval.resample_repeats=3", "eval.seed=1",
-                    f"hydra.run.dir={root / 'eval'}"], cwd=root)
+    proc = run_cli(
+        [
+            "vltr-eval",
+            f"paths.root_dir={root}",
+            f"ckpt_path={ckpt}",
+            "trainer.enable_progress_bar=false",
+            "eval.test_distribution=[uniform,inverse]",
+            "eval.resample_repeats=3",
+            "eval.seed=1",
+            f"hydra.run.dir={root / 'eval'}",
+        ],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     block = metrics["test_distribution"]
@@ -182,26 +207,46 @@ def test_eval_test_distributions_end_to_end(checkpoint: tuple[Path, str]) -> Non
         for batch in dm.test_dataloader():
             scores.append(model(batch.features, batch.mask))
             targets.append(batch.targets)
-    expected = resampled_metrics(torch.cat(scores).numpy(), torch.cat(targets).numpy(),
-                                 info.class_counts, info.groups, ["uniform", "inverse"],
-                                 repeats=3, seed=1)
+    expected = resampled_metrics(
+        torch.cat(scores).numpy(),
+        torch.cat(targets).numpy(),
+        info.class_counts,
+        info.groups,
+        ["uniform", "inverse"],
+        repeats=3,
+        seed=1,
+    )
     for name in expected:
         for key, value in expected[name].items():
             assert block[name][key] == pytest.approx(value, abs=1e-5), (name, key)
 
 
 def test_eval_unknown_distribution_is_one_line(
-    checkpoint: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+    checkpoint: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root, ckpt = checkpoint
-    code, last = main_exit(monkeypatch, capsys, "vltr-eval", f"paths.root_dir={root}",
-                           f"ckpt_path={ckpt}", "eval.test_distribution=[uniform,balanced]")
+    code, last = main_exit(
+        monkeypatch,
+        capsys,
+        "vltr-eval",
+        f"paths.root_dir={root}",
+        f"ckpt_path={ckpt}",
+        "eval.test_distribution=[uniform,balanced]",
+    )
     assert code == 2
     assert last == (
         "vltr-eval: error: eval.test_distribution: unknown distribution 'balanced' "
-        "(choose from uniform, longtailed, inverse, or null)")
-    code, last = main_exit(monkeypatch, capsys, "vltr-eval", f"paths.root_dir={root}",
-                           f"ckpt_path={ckpt}", "+eval.test_distributions=uniform")
+        "(choose from uniform, longtailed, inverse, or null)"
+    )
+    code, last = main_exit(
+        monkeypatch,
+        capsys,
+        "vltr-eval",
+        f"paths.root_dir={root}",
+        f"ckpt_path={ckpt}",
+        "+eval.test_distributions=uniform",
+    )
     assert code == 2
     assert last.startswith("vltr-eval: error: ") and "eval.test_distributions" in last, last

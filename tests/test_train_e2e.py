@@ -69,16 +69,17 @@ def test_run_directory_contents(trained: tuple[Path, Path, dict]) -> None:
     assert not list(root.glob("*.ckpt")) and not (root / "outputs").exists()
 
 
-def test_log_without_a_terminal_has_one_line_per_epoch(trained: tuple[Path, Path, dict]
-                                                        ) -> None:
+def test_log_without_a_terminal_has_one_line_per_epoch(trained: tuple[Path, Path, dict]) -> None:
     # the run's output is not a terminal (a subprocess with pipes): no bar, one log line per
     # epoch with the validation mAP, in the run's train.log as on the console
     _, out, _ = trained
-    lines = [ln for ln in (out / "train.log").read_text().splitlines()
-             if "vltr.training.progress" in ln]
+    lines = [
+        ln for ln in (out / "train.log").read_text().splitlines() if "vltr.training.progress" in ln
+    ]
     epochs = [re.search(r"epoch (\d+)/(\d+) \| ", ln) for ln in lines]
-    assert [(int(m.group(1)), int(m.group(2))) for m in epochs if m] == [(k, 12)
-                                                                         for k in range(1, 13)]
+    assert [(int(m.group(1)), int(m.group(2))) for m in epochs if m] == [
+        (k, 12) for k in range(1, 13)
+    ]
     for line in lines:
         assert re.search(r"val/mAP \d\.\d{4} \| val/mAP_tail \d\.\d{4} \|", line), line
         assert "videos/s" in line and "ETA" in line
@@ -96,8 +97,9 @@ def test_load_model_round_trips_the_test_predictions(trained: tuple[Path, Path, 
     assert np.array_equal(predicted.index, saved.index)
     assert np.array_equal(predicted.video_ids, saved.video_ids)
     assert np.array_equal(predicted.targets, saved.targets)
-    np.testing.assert_allclose(predicted.scores, saved.scores.astype(np.float32),
-                               rtol=2e-3, atol=2e-3)  # float16 in the file
+    np.testing.assert_allclose(
+        predicted.scores, saved.scores.astype(np.float32), rtol=2e-3, atol=2e-3
+    )  # float16 in the file
     for key in GROUP_KEYS:
         assert predicted.metrics()[key] == pytest.approx(metrics["test"][key], abs=1e-6), key
         assert saved.metrics()[key] == pytest.approx(metrics["test"][key], abs=2e-3), key
@@ -119,8 +121,15 @@ def test_load_model_is_weights_only(trained: tuple[Path, Path, dict], tmp_path: 
 
 def test_eval_reproduces_test_metrics(trained: tuple[Path, Path, dict]) -> None:
     root, out, metrics = trained
-    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={metrics['best_ckpt']}",
-                    "trainer.enable_progress_bar=false"], cwd=root)
+    proc = run_cli(
+        [
+            "vltr-eval",
+            f"paths.root_dir={root}",
+            f"ckpt_path={metrics['best_ckpt']}",
+            "trainer.enable_progress_bar=false",
+        ],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((run_dir(root, "eval") / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -129,18 +138,29 @@ def test_eval_reproduces_test_metrics(trained: tuple[Path, Path, dict]) -> None:
 
 
 def test_eval_missing_checkpoint_one_line(tmp_path: Path) -> None:
-    proc = run_cli(["vltr-eval", f"paths.root_dir={tmp_path}",
-                    f"ckpt_path={tmp_path}/nope.ckpt"], cwd=tmp_path)
+    proc = run_cli(
+        ["vltr-eval", f"paths.root_dir={tmp_path}", f"ckpt_path={tmp_path}/nope.ckpt"], cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint (ckpt_path)")
+        f"vltr-eval: error: {tmp_path}/nope.ckpt: no such checkpoint (ckpt_path)"
+    )
 
 
 def test_wandb_offline_run_files_hold_group_metrics(tmp_path: Path) -> None:
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", *overrides,
-                    "trainer.max_epochs=2", "logger=wandb", "tags=[e2e]"],
-                   cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""})
+    proc = run_cli(
+        [
+            "vltr-train",
+            f"paths.root_dir={tmp_path}",
+            *overrides,
+            "trainer.max_epochs=2",
+            "logger=wandb",
+            "tags=[e2e]",
+        ],
+        cwd=tmp_path,
+        env={"WANDB_MODE": "offline", "WANDB_API_KEY": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = run_dir(tmp_path)
     runs = list((out / "wandb").glob("offline-run-*"))
@@ -171,10 +191,19 @@ def test_two_process_ddp_eval_equals_single_process(trained: tuple[Path, Path, d
     # gloo, 2 CPU processes: the DistributedSampler pads the shards; the metric gathers every
     # rank's predictions and drops the padding, so the numbers equal one process exactly
     root, out, metrics = trained
-    proc = run_cli(["vltr-eval", f"paths.root_dir={root}", f"ckpt_path={metrics['best_ckpt']}",
-                    "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",
-                    "trainer.enable_progress_bar=false", "hydra.run.dir=" + str(root / "ddp")],
-                   cwd=root)
+    proc = run_cli(
+        [
+            "vltr-eval",
+            f"paths.root_dir={root}",
+            f"ckpt_path={metrics['best_ckpt']}",
+            "trainer=ddp_spawn",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.enable_progress_bar=false",
+            "hydra.run.dir=" + str(root / "ddp"),
+        ],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((root / "ddp" / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -183,15 +212,27 @@ def test_two_process_ddp_eval_equals_single_process(trained: tuple[Path, Path, d
 
 
 def test_multirun_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs",
-                                                               "dataset.batch_size"))]
-    proc = run_cli(["vltr-train", "-m", f"paths.root_dir={tmp_path}", *overrides,
-                    "trainer.max_epochs=1", "logger=none", "dataset.batch_size=abc,16",
-                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    overrides = [
+        o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", "dataset.batch_size"))
+    ]
+    proc = run_cli(
+        [
+            "vltr-train",
+            "-m",
+            f"paths.root_dir={tmp_path}",
+            *overrides,
+            "trainer.max_epochs=1",
+            "logger=none",
+            "dataset.batch_size=abc,16",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=tmp_path,
+    )
     # every job ran; one failed, so the sweep exits 1 naming its failed.json
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"1 of 2 jobs failed: {tmp_path / 'sweep' / '0' / 'failed.json'}")
+        f"1 of 2 jobs failed: {tmp_path / 'sweep' / '0' / 'failed.json'}"
+    )
     failed = json.loads((tmp_path / "sweep" / "0" / "failed.json").read_text())
     assert failed["error"] == "ConfigError: dataset.batch_size: expected int, got 'abc'"
     assert "dataset.batch_size=abc" in failed["overrides"]

@@ -39,8 +39,14 @@ def test_group_and_tag_resolvers() -> None:
     assert run_group("RunMode.RUN", "/x/multiruns/s1", "train-videolt") == "train-videolt"
     assert run_group("RunMode.MULTIRUN", "/x/multiruns/s1", "train-videolt") == "s1"
     tags = run_tags(["mine", "dataset:videolt"], "videolt", "cbs", "netvlad", "base", "natural")
-    assert tags == ["dataset:videolt", "strategy:cbs", "aggregator:netvlad", "method:base",
-                    "ir:natural", "mine"]
+    assert tags == [
+        "dataset:videolt",
+        "strategy:cbs",
+        "aggregator:netvlad",
+        "method:base",
+        "ir:natural",
+        "mine",
+    ]
     assert "ir:0.05" in run_tags([], "minikinetics200", "bce", "nonlinear", "base", 0.05)
     # dataset.imbalance_ratio first, else the synthetic dataset's generated ratio
     assert imbalance_ratio(0.05, 0.01) == 0.05
@@ -49,22 +55,44 @@ def test_group_and_tag_resolvers() -> None:
 
 
 def test_single_run_dashboard_data(tmp_path: Path) -> None:
-    proc = run_cli(["vltr-train", f"paths.root_dir={tmp_path}", *BASE, "trainer.max_epochs=3",
-                    "logger=wandb", "tags=[dash]", "dataset.imbalance_ratio=0.5"],
-                   cwd=tmp_path, env=OFFLINE)
+    proc = run_cli(
+        [
+            "vltr-train",
+            f"paths.root_dir={tmp_path}",
+            *BASE,
+            "trainer.max_epochs=3",
+            "logger=wandb",
+            "tags=[dash]",
+            "dataset.imbalance_ratio=0.5",
+        ],
+        cwd=tmp_path,
+        env=OFFLINE,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     run = offline_run(out)
 
     assert run["run"]["group"] == "train-synthetic"
     assert run["run"]["name"] == "base-bce-nonlinear-linear-synthetic-synthetic"
-    assert run["run"]["tags"] == ["dataset:synthetic", "strategy:bce", "aggregator:nonlinear",
-                                  "method:base", "ir:0.5", "dash"]
+    assert run["run"]["tags"] == [
+        "dataset:synthetic",
+        "strategy:bce",
+        "aggregator:nonlinear",
+        "method:base",
+        "ir:0.5",
+        "dash",
+    ]
     # the same choices as config keys, which W&B can group by
-    assert run["config"]["run"] == {"dataset": "synthetic", "features": "synthetic",
-                                    "aggregator": "nonlinear", "strategy": "bce",
-                                    "method": "base", "experiment": None, "label": "bce",
-                                    "imbalance_ratio": 0.5}
+    assert run["config"]["run"] == {
+        "dataset": "synthetic",
+        "features": "synthetic",
+        "aggregator": "nonlinear",
+        "strategy": "bce",
+        "method": "base",
+        "experiment": None,
+        "label": "bce",
+        "imbalance_ratio": 0.5,
+    }
 
     # per-epoch head/medium/tail curves (one row per fit epoch, plus the explicit validate)
     for key in ("val/mAP", "val/mAP_head", "val/mAP_medium", "val/mAP_tail"):
@@ -73,8 +101,15 @@ def test_single_run_dashboard_data(tmp_path: Path) -> None:
     # the per-class table equals the CSV files the run wrote for the same checkpoint
     table = run["tables"]["class_report/per_class_ap"]
     cols = table["columns"]
-    assert cols == ["class_index", "class_name", "train_count", "log10_train_count", "group",
-                    "val_ap", "test_ap"]
+    assert cols == [
+        "class_index",
+        "class_name",
+        "train_count",
+        "log10_train_count",
+        "group",
+        "val_ap",
+        "test_ap",
+    ]
     rows = [dict(zip(cols, r, strict=True)) for r in table["data"]]
     assert len(rows) == TINY_SYNTH["num_classes"]
     for split in ("test", "val"):
@@ -109,9 +144,19 @@ def test_single_run_dashboard_data(tmp_path: Path) -> None:
 
 
 def test_multirun_jobs_share_the_sweep_group_as_separate_runs(tmp_path: Path) -> None:
-    proc = run_cli(["vltr-train", "-m", f"paths.root_dir={tmp_path}", *BASE,
-                    "trainer.max_epochs=1", "logger=wandb", "seed=0,1"],
-                   cwd=tmp_path, env=OFFLINE)
+    proc = run_cli(
+        [
+            "vltr-train",
+            "-m",
+            f"paths.root_dir={tmp_path}",
+            *BASE,
+            "trainer.max_epochs=1",
+            "logger=wandb",
+            "seed=0,1",
+        ],
+        cwd=tmp_path,
+        env=OFFLINE,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     runs = [offline_run(sweep / str(job)) for job in (0, 1)]
@@ -129,12 +174,20 @@ def test_auto_mode_without_a_key_runs_offline(tmp_path: Path) -> None:
     # (W&B ignores WANDB_MODE set after its settings were loaded by the credentials check)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_SILENT="true", OMP_NUM_THREADS="1")
-    code = ("from vltr.training.loggers import wandb_logger, finish_wandb\n"
-            f"lg = wandb_logger(project='t', save_dir={str(tmp_path)!r}, mode='auto')\n"
-            "print(lg.experiment.settings.mode)\n"
-            "finish_wandb()\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    code = (
+        "from vltr.training.loggers import wandb_logger, finish_wandb\n"
+        f"lg = wandb_logger(project='t', save_dir={str(tmp_path)!r}, mode='auto')\n"
+        "print(lg.experiment.settings.mode)\n"
+        "finish_wandb()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "offline"
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1

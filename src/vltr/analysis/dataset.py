@@ -52,21 +52,27 @@ class ClassDistribution:
         return {
             "num_classes": len(self.class_names),
             **{f"{split}_videos_with_label": int(c.sum()) for split, c in self.counts.items()},
-            "train_min": int(self.train.min()), "train_max": int(self.train.max()),
+            "train_min": int(self.train.min()),
+            "train_max": int(self.train.max()),
             "imbalance_ratio": self.imbalance_ratio,
             "groups": self.group_sizes(),
             "group_thresholds": {"head_min": self.head_min, "tail_max": self.tail_max},
         }
 
 
-def class_distribution(store: str | os.PathLike[str] | FeatureStore, head_min: int = 500,
-                       tail_max: int = 100) -> ClassDistribution:
+def class_distribution(
+    store: str | os.PathLike[str] | FeatureStore, head_min: int = 500, tail_max: int = 100
+) -> ClassDistribution:
     """The class distribution of a store (a path or an open :class:`FeatureStore`), with
     groups from its training counts (defaults: VideoLT's thresholds; pass the dataset's)."""
     fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
-    counts = {split: fs.class_counts(split) for split in ("train", "val", "test")
-              if split in fs.splits}
+    counts = {
+        split: fs.class_counts(split) for split in ("train", "val", "test") if split in fs.splits
+    }
     return ClassDistribution(
-        class_names=list(fs.class_names), counts=counts,
+        class_names=list(fs.class_names),
+        counts=counts,
         groups=group_of_classes(counts["train"], head_min, tail_max).astype(str),
-        head_min=head_min, tail_max=tail_max)
+        head_min=head_min,
+        tail_max=tail_max,
+    )

@@ -33,9 +33,13 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {name: p["default"] for name, p in papermill.inspect_notebook(str(path)).items()}
 
 
-def execute_notebook(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                     parameters: Mapping[str, Any] | None = None,
-                     cwd: str | os.PathLike[str] | None = None, timeout: int = 600) -> Any:
+def execute_notebook(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: int = 600,
+) -> Any:
     """Execute the notebook at ``path`` in a fresh ``python3`` kernel of this environment,
     with ``parameters`` (those it declares) and ``cwd`` (default: the notebook's folder) as its
     working directory; write the executed notebook to ``out`` (atomically) if given and return
@@ -47,8 +51,15 @@ def execute_notebook(path: str | os.PathLike[str], out: str | os.PathLike[str] |
     declared = notebook_parameters(path)
     given = {k: v for k, v in (parameters or {}).items() if k in declared}
     nb = papermill.execute_notebook(
-        str(path), None, parameters=given, cwd=str(cwd or Path(path).resolve().parent),
-        kernel_name="python3", progress_bar=False, execution_timeout=timeout, log_output=False)
+        str(path),
+        None,
+        parameters=given,
+        cwd=str(cwd or Path(path).resolve().parent),
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=timeout,
+        log_output=False,
+    )
     for cell in nb.cells:  # papermill's timing metadata would change on every run
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
@@ -61,24 +72,35 @@ def execute_notebook(path: str | os.PathLike[str], out: str | os.PathLike[str] |
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m vltr.analysis.execute", formatter_class=help_formatter(),
+        prog="python -m vltr.analysis.execute",
+        formatter_class=help_formatter(),
         description=paragraphs(
             "Run notebooks top to bottom with papermill, in this directory, and save the "
             "executed copies (with outputs).",
             "-p NAME VALUE sets a parameter (the notebook's cell tagged parameters); values "
-            "are read as Python literals when they parse as one, else as strings."),
+            "are read as Python literals when they parse as one, else as strings.",
+        ),
         epilog="examples:\n"
         "  python -m vltr.analysis.execute notebooks/*.ipynb --out logs/notebooks\n"
         "  python -m vltr.analysis.execute notebooks/03_imbalance_sweep.ipynb --out out "
         "-p SWEEP logs/sweeps/grid\n"
-        "  python -m vltr.analysis.execute notebooks/*.ipynb --inplace   (make notebooks)")
+        "  python -m vltr.analysis.execute notebooks/*.ipynb --inplace   (make notebooks)",
+    )
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to run")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="DIR", help="folder for the executed copies")
-    where.add_argument("--inplace", action="store_true",
-                       help="replace each notebook by its executed version")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="a parameter for the notebooks that declare it")
+    where.add_argument(
+        "--inplace", action="store_true", help="replace each notebook by its executed version"
+    )
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter for the notebooks that declare it",
+    )
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
     args = p.parse_args(argv)
     import ast

@@ -26,8 +26,7 @@ def _axes(ax: Any) -> Any:
     return plt.subplots(figsize=(6, 4))[1]
 
 
-def plot_class_distribution(dist: ClassDistribution, ax: Any = None, loglog: bool = False
-                            ) -> Any:
+def plot_class_distribution(dist: ClassDistribution, ax: Any = None, loglog: bool = False) -> Any:
     """Training videos per class by descending count, coloured by group (``loglog``: both
     axes logarithmic, the power-law view)."""
     ax = _axes(ax)
@@ -39,11 +38,21 @@ def plot_class_distribution(dist: ClassDistribution, ax: Any = None, loglog: boo
         sel = groups == g
         if sel.any():
             if loglog:
-                ax.plot(rank[sel], counts[sel], ".", color=GROUP_COLORS[g],
-                        label=f"{g} ({int(sel.sum())})")
+                ax.plot(
+                    rank[sel],
+                    counts[sel],
+                    ".",
+                    color=GROUP_COLORS[g],
+                    label=f"{g} ({int(sel.sum())})",
+                )
             else:
-                ax.bar(rank[sel], counts[sel], width=1.0, color=GROUP_COLORS[g],
-                       label=f"{g} ({int(sel.sum())})")
+                ax.bar(
+                    rank[sel],
+                    counts[sel],
+                    width=1.0,
+                    color=GROUP_COLORS[g],
+                    label=f"{g} ({int(sel.sum())})",
+                )
     if loglog:
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -62,8 +71,13 @@ def plot_ap_vs_count(runs: Sequence[RunResult], split: str = "test", ax: Any = N
             rows = load_per_class(run, split)
         except StoreError:  # a run evaluated without that split (test=false): nothing to plot
             continue
-        ax.scatter([r["train_count"] for r in rows], [r["ap"] for r in rows], s=12,
-                   alpha=0.7, label=f"{run.label}/{run.aggregator}")
+        ax.scatter(
+            [r["train_count"] for r in rows],
+            [r["ap"] for r in rows],
+            s=12,
+            alpha=0.7,
+            label=f"{run.label}/{run.aggregator}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training videos of the class")
     ax.set_ylabel(f"{split} AP")
@@ -97,8 +111,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric: str = "mAP", ax: Any =
     for r in rows:
         names += [k for k in r if k != "imbalance_ratio" and k not in names]
     for name in names:
-        pts = sorted((r["imbalance_ratio"], r[name]) for r in rows
-                     if r.get(name) is not None)
+        pts = sorted((r["imbalance_ratio"], r[name]) for r in rows if r.get(name) is not None)
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=name)
     ax.set_xscale("log")
@@ -108,8 +121,9 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric: str = "mAP", ax: Any =
     return ax
 
 
-def plot_ap_vs_count_pair(run_a: RunResult, run_b: RunResult, split: str = "test",
-                          axes: Any = None) -> Any:
+def plot_ap_vs_count_pair(
+    run_a: RunResult, run_b: RunResult, split: str = "test", axes: Any = None
+) -> Any:
     """Three panels: per-class AP against training count for run A, for run B (same axes,
     coloured by group), and AP(B) - AP(A) per class: where B gains and where it loses."""
     if axes is None:
@@ -141,8 +155,9 @@ def plot_ap_vs_count_pair(run_a: RunResult, run_b: RunResult, split: str = "test
     return axes
 
 
-def plot_group_confusion(confusion: Mapping[str, Mapping[str, float]], ax: Any = None,
-                         title: str = "") -> Any:
+def plot_group_confusion(
+    confusion: Mapping[str, Mapping[str, float]], ax: Any = None, title: str = ""
+) -> Any:
     """Stacked bars, one per true group (a video's rarest label): the share of its videos
     whose top-1 prediction is correct, or wrong and of each group
     (:func:`vltr.analysis.predictions.group_confusion`)."""
@@ -153,8 +168,14 @@ def plot_group_confusion(confusion: Mapping[str, Mapping[str, float]], ax: Any =
     for part in parts:
         values = np.array([confusion[g][part] for g in GROUP_NAMES], dtype=float)
         label = part if part == "correct" else f"wrong: {part} class"
-        ax.bar(GROUP_NAMES, np.nan_to_num(values), bottom=bottom, color=colors[part],
-               alpha=1.0 if part == "correct" else 0.55, label=label)
+        ax.bar(
+            GROUP_NAMES,
+            np.nan_to_num(values),
+            bottom=bottom,
+            color=colors[part],
+            alpha=1.0 if part == "correct" else 0.55,
+            label=label,
+        )
         bottom += np.nan_to_num(values)
     ax.set_ylim(0, 1)
     ax.set_xlabel("group of the video (its rarest label)")

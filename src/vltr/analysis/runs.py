@@ -164,8 +164,9 @@ def load_run(run_dir: str | Path) -> RunResult:
     if "imbalance_ratio" not in run:
         # as run_description records it: the subsampling ratio, else the synthetic generator's
         dataset = cfg.get("dataset") or {}
-        ratio = imbalance_ratio(dataset.get("imbalance_ratio"),
-                                (dataset.get("synthetic") or {}).get("imbalance_ratio"))
+        ratio = imbalance_ratio(
+            dataset.get("imbalance_ratio"), (dataset.get("synthetic") or {}).get("imbalance_ratio")
+        )
         run["imbalance_ratio"] = None if ratio == "natural" else ratio
     if "seed" not in run:
         run["seed"] = cfg.get("seed")
@@ -206,8 +207,10 @@ def load_runs(paths: Iterable[str | Path]) -> list[RunResult]:
     """:func:`load_run` for every run directory at or under ``paths``."""
     dirs = find_run_dirs(paths)
     if not dirs:
-        raise StoreError(f"no run found under {', '.join(map(str, paths))} (looked for "
-                         "metrics.json / failed.json)")
+        raise StoreError(
+            f"no run found under {', '.join(map(str, paths))} (looked for "
+            "metrics.json / failed.json)"
+        )
     return [load_run(d) for d in dirs]
 
 
@@ -226,9 +229,16 @@ def load_per_class(run: RunResult | str | Path, split: str = "test") -> list[dic
         path = stages[-1]
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{"class_index": int(r["class_index"]), "class_name": r["class_name"],
-             "train_count": int(r["train_count"]), "group": r["group"], "ap": float(r["ap"])}
-            for r in rows]
+    return [
+        {
+            "class_index": int(r["class_index"]),
+            "class_name": r["class_name"],
+            "train_count": int(r["train_count"]),
+            "group": r["group"],
+            "ap": float(r["ap"]),
+        }
+        for r in rows
+    ]
 
 
 def predictions_path(run: RunResult | Path, split: str = "test") -> Path:

@@ -46,10 +46,13 @@ def table_warnings(runs: Sequence[RunResult]) -> list[str]:
     """Why a table has more rows (or sweep columns) than methods: runs of one method that
     differ in more than the seed; and groups whose runs repeat a seed."""
     out: list[str] = []
-    for family, excluded, seeds in ((_row_family, NOT_SETTINGS, True),
-                                    (_column_family, NOT_SETTINGS + IMBALANCE_KEYS, False)):
-        out += [w for w in distinguishing_settings(runs, family, excluded, seeds)[1]
-                if w not in out]
+    for family, excluded, seeds in (
+        (_row_family, NOT_SETTINGS, True),
+        (_column_family, NOT_SETTINGS + IMBALANCE_KEYS, False),
+    ):
+        out += [
+            w for w in distinguishing_settings(runs, family, excluded, seeds)[1] if w not in out
+        ]
     return out
 
 
@@ -66,9 +69,13 @@ def method_table(runs: Sequence[RunResult], split: str = "test") -> list[dict[st
     rows = []
     for (label, *context, setting), members in groups.items():
         ok = [r for r in members if not r.failed and r.metrics(split)]
-        row: dict[str, Any] = {"method": label, **dict(zip(CONTEXT, context, strict=True)),
-                               "settings": setting, "n": len(ok),
-                               "failed": len(members) - len(ok)}
+        row: dict[str, Any] = {
+            "method": label,
+            **dict(zip(CONTEXT, context, strict=True)),
+            "settings": setting,
+            "n": len(ok),
+            "failed": len(members) - len(ok),
+        }
         for key, _ in COLUMNS:
             values = [r.metrics(split)[key] for r in ok if key in r.metrics(split)]
             if values:
@@ -77,8 +84,9 @@ def method_table(runs: Sequence[RunResult], split: str = "test") -> list[dict[st
     return rows
 
 
-def sweep_table(runs: Sequence[RunResult], metric: str = "mAP", split: str = "test"
-                ) -> list[dict[str, Any]]:
+def sweep_table(
+    runs: Sequence[RunResult], metric: str = "mAP", split: str = "test"
+) -> list[dict[str, Any]]:
     """Rows ``{imbalance_ratio, <method>: mean metric, ...}``, sorted by imbalance ratio
     (most imbalanced first). Methods are named ``label`` or, where one label appears with
     several aggregators, ``label/aggregator``, followed by ``[settings]`` where runs of one
@@ -91,8 +99,7 @@ def sweep_table(runs: Sequence[RunResult], metric: str = "mAP", split: str = "te
     settings, _ = distinguishing_settings(runs, _column_family, NOT_SETTINGS + IMBALANCE_KEYS)
     names: list[str] = []
     for run in runs:
-        name = (f"{run.label}/{run.aggregator}" if len(aggregators[run.label]) > 1
-                else run.label)
+        name = f"{run.label}/{run.aggregator}" if len(aggregators[run.label]) > 1 else run.label
         if settings[id(run)]:
             name += f" [{settings[id(run)]}]"
         if name not in names:
@@ -126,8 +133,7 @@ def _columns_of_method_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     varying = [c for c in CONTEXT if len({r.get(c) for r in rows}) > 1]
     split = ["settings"] if any(r.get("settings") for r in rows) else []
     # the aggregator is part of a method's identity (MOVE's "with Agg" grid): always shown
-    return ["method", *(["aggregator"] if "aggregator" not in varying else []), *varying,
-            *split]
+    return ["method", *(["aggregator"] if "aggregator" not in varying else []), *varying, *split]
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
@@ -142,8 +148,9 @@ def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
         lines = ["| imbalance ratio | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
         for row in rows:
             ir = "train split" if row["imbalance_ratio"] is None else f"{row['imbalance_ratio']:g}"
-            lines.append(f"| {ir} | " + " | ".join(_fmt(row[n]) if n in row else ""
-                                                    for n in names) + " |")
+            lines.append(
+                f"| {ir} | " + " | ".join(_fmt(row[n]) if n in row else "" for n in names) + " |"
+            )
         return "\n".join(lines)
     if kind != "methods":
         raise ValueError(f"kind must be methods or sweep, got {kind!r}")
@@ -152,8 +159,9 @@ def to_markdown(rows: Sequence[dict[str, Any]], kind: str = "methods") -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [_fmt(row.get(c)) if row.get(c) not in (None, "") else "-" for c in ident]
-        cells += [_fmt(row.get(k), row.get(f"{k}_std")) if k in row else "failed"
-                  for k, _ in COLUMNS]
+        cells += [
+            _fmt(row.get(k), row.get(f"{k}_std")) if k in row else "failed" for k, _ in COLUMNS
+        ]
         cells.append(str(row["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -47,7 +47,7 @@ def one_line(err: BaseException) -> str:
     if "Original Traceback" in text:
         last = text.splitlines()[-1]
         prefix = f"{type(err).__module__}.{type(err).__name__}: "
-        text = last[len(prefix):] if last.startswith(prefix) else last
+        text = last[len(prefix) :] if last.startswith(prefix) else last
     return " ".join(text.split())
 
 
@@ -66,8 +66,14 @@ def user_errors(prog: str) -> Iterator[None]:
 
 
 # errors of the machine, not of vltr: an unwritable or full output folder
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                       errno.ENOTDIR}
+_ENVIRONMENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+}
 
 
 @contextlib.contextmanager
@@ -91,9 +97,12 @@ def hydra_errors(prog: str) -> Iterator[None]:
         if e.errno not in _ENVIRONMENT_ERRNOS:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: error: {where}cannot access or write ({e.strerror}); outputs go under "
-              "paths.log_dir=... (one run's folder: hydra.run.dir=...)", file=sys.stderr,
-              flush=True)
+        print(
+            f"{prog}: error: {where}cannot access or write ({e.strerror}); outputs go under "
+            "paths.log_dir=... (one run's folder: hydra.run.dir=...)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(2) from None
 
 
@@ -106,8 +115,7 @@ def hydra_message(e: Exception) -> str:
             group, name = found.groups()
             close = difflib.get_close_matches(name, e.options, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            return (f"{group}={name}: no such option ({hint}choose one of: "
-                    f"{', '.join(e.options)})")
+            return f"{group}={name}: no such option ({hint}choose one of: {', '.join(e.options)})"
     cause = e.__cause__
     text = " ".join(str(e).split())
     found = re.match(r"Could not override '([^']+)'", text)

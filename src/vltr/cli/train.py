@@ -46,11 +46,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
         except Exception as e:
             user = find_user_error(e)  # bad input: its one line; anything else: a traceback
             reason = one_line(user or e)
-            log.error("job %s failed: %s", HydraConfig.get().job.num, reason,
-                      exc_info=user is None)
+            log.error("job %s failed: %s", HydraConfig.get().job.num, reason, exc_info=user is None)
             finish_wandb()
-            write_json_atomic(failed, {"error": f"{type(e).__name__}: {reason}",
-                                       "overrides": list(HydraConfig.get().overrides.task)})
+            write_json_atomic(
+                failed,
+                {
+                    "error": f"{type(e).__name__}: {reason}",
+                    "overrides": list(HydraConfig.get().overrides.task),
+                },
+            )
             return FAILED_VALUE
     # the value Hydra sweepers (optuna) optimise: the monitored val metric of the best checkpoint
     monitor = str(cfg.get("monitor", "val/mAP"))

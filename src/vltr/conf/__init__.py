@@ -64,8 +64,13 @@ def run_tags(
     of :func:`imbalance_ratio`) plus the user's ``tags``, so dashboards can filter runs by what
     they compare."""
     ir = f"{float(ratio):g}" if isinstance(ratio, (int, float)) else str(ratio)
-    auto = [f"dataset:{dataset}", f"strategy:{strategy}", f"aggregator:{aggregator}",
-            f"method:{method}", f"ir:{ir}"]
+    auto = [
+        f"dataset:{dataset}",
+        f"strategy:{strategy}",
+        f"aggregator:{aggregator}",
+        f"method:{method}",
+        f"ir:{ir}",
+    ]
     user = [str(t) for t in (user_tags or [])]
     return auto + [t for t in user if t not in auto]
 
@@ -73,12 +78,12 @@ def run_tags(
 # what each config group chooses (vltr-train --help)
 GROUP_HELP = {
     "dataset": "which store to train on (videolt, minikinetics200, charades*: imported with "
-               "vltr-data import; store: any store, dataset.path=FILE)",
+    "vltr-data import; store: any store, dataset.path=FILE)",
     "features": "the backbone's features: dim and frames, names the store file",
     "aggregator": "frames -> video embedding (nn.Module)",
     "head": "video embedding -> class logits: linear, or VideoLT's non-linear classifier",
     "method": "the LightningModule and its training procedure; sets its default aggregator, "
-              "head or strategy (move: move_dual + nonlinear head)",
+    "head or strategy (move: move_dual + nonlinear head)",
     "strategy": "image-LT long-tail strategy: loss, sampler, mixing",
     "schedule": "a paper's optimiser, LR steps, epochs and clipping (synthetic: the default)",
     "trainer": "Lightning Trainer (cpu, gpu, ddp, ddp_spawn, slurm)",
@@ -103,24 +108,39 @@ def config_groups_help() -> str:
     for group in groups:
         if group in HIDDEN_GROUPS:
             continue
-        options = sorted(p.name[:-5] for p in (root / group).iterdir()
-                         if p.name.endswith(".yaml"))
+        options = sorted(p.name[:-5] for p in (root / group).iterdir() if p.name.endswith(".yaml"))
         about = GROUP_HELP.get(group, "")
-        lines += textwrap.wrap(", ".join(options), 90, initial_indent=f"  {group:<{width}}  ",
-                               subsequent_indent=" " * (width + 4))
+        lines += textwrap.wrap(
+            ", ".join(options),
+            90,
+            initial_indent=f"  {group:<{width}}  ",
+            subsequent_indent=" " * (width + 4),
+        )
         if about:
-            lines += textwrap.wrap(about, 90, initial_indent=" " * (width + 6),
-                                   subsequent_indent=" " * (width + 6))
+            lines += textwrap.wrap(
+                about, 90, initial_indent=" " * (width + 6), subsequent_indent=" " * (width + 6)
+            )
     papers = sorted(p for p in (root / "experiment").iterdir() if p.is_dir())
-    counts = {p.name: sum(1 for f in p.iterdir() if f.name.endswith(".yaml")
-                          and f.name != "metafile.yaml") for p in papers}
-    lines.append(f"  {'experiment':<{width}}  {sum(counts.values())} presets by paper ("
-                 + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "), named")
-    lines.append(f"  {'':<{width}}    <paper>/<method>_<strategy>_<aggregator>_<head>_"
-                 "<features>_<dataset>, e.g.")
-    for name in ("synthetic/base_bce_nonlinear_linear_synthetic_synthetic",
-                 "move/move_bce_move-dual_nonlinear_resnet101_videolt",
-                 "videolt/framestack_focal_nonlinear_linear_resnet101_videolt"):
+    counts = {
+        p.name: sum(
+            1 for f in p.iterdir() if f.name.endswith(".yaml") and f.name != "metafile.yaml"
+        )
+        for p in papers
+    }
+    lines.append(
+        f"  {'experiment':<{width}}  {sum(counts.values())} presets by paper ("
+        + ", ".join(f"{k}: {v}" for k, v in counts.items())
+        + "), named"
+    )
+    lines.append(
+        f"  {'':<{width}}    <paper>/<method>_<strategy>_<aggregator>_<head>_"
+        "<features>_<dataset>, e.g."
+    )
+    for name in (
+        "synthetic/base_bce_nonlinear_linear_synthetic_synthetic",
+        "move/move_bce_move-dual_nonlinear_resnet101_videolt",
+        "videolt/framestack_focal_nonlinear_linear_resnet101_videolt",
+    ):
         lines.append(f"  {'':<{width}}    experiment={name}")
     lines.append(f"  {'':<{width}}    all of them: docs/presets.md, or ls {root / 'experiment'}/*")
     return "\n".join(lines)

@@ -69,25 +69,41 @@ class VideoBatch:
         return self.features.shape[0]
 
     @classmethod
-    def read(cls, frames: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
-             next_frames: bool = False, mask: torch.Tensor | None = None) -> Any:
+    def read(
+        cls,
+        frames: torch.Tensor,
+        targets: torch.Tensor,
+        index: torch.Tensor,
+        next_frames: bool = False,
+        mask: torch.Tensor | None = None,
+    ) -> Any:
         """A batch from one batch read: ``frames`` is ``[B, t, D]``, or with ``next_frames``
         ``[B, 2t, D]`` (the clip, then each frame's successor; split here as views)."""
         if not next_frames:
             return cls(features=frames, targets=targets, index=index, mask=mask)
         t = frames.shape[1] // 2
-        return cls(features=frames[:, :t], targets=targets, index=index, mask=mask,
-                   next_features=frames[:, t:])
+        return cls(
+            features=frames[:, :t],
+            targets=targets,
+            index=index,
+            mask=mask,
+            next_features=frames[:, t:],
+        )
 
     def pin_memory(self) -> VideoBatch:
         """Page-locked copies, for ``DataLoader(pin_memory=True)`` (asynchronous host-to-device
         copies); the DataLoader calls this in its pinning thread."""
+
         def pin(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x.pin_memory()
 
-        return VideoBatch(features=self.features.pin_memory(),
-                          targets=self.targets.pin_memory(), index=self.index.pin_memory(),
-                          mask=pin(self.mask), next_features=pin(self.next_features))
+        return VideoBatch(
+            features=self.features.pin_memory(),
+            targets=self.targets.pin_memory(),
+            index=self.index.pin_memory(),
+            mask=pin(self.mask),
+            next_features=pin(self.next_features),
+        )
 
 
 class PooledVideoBatch(VideoBatch):
@@ -125,12 +141,17 @@ class ClipBatch(Sequence[VideoSample]):
 
     def __getitem__(self, k: int) -> VideoSample:  # type: ignore[override]
         b = self.batch
-        return VideoSample(features=b.features[k].cpu().numpy(),
-                           targets=b.targets[k].cpu().numpy(), index=int(b.index[k]))
+        return VideoSample(
+            features=b.features[k].cpu().numpy(),
+            targets=b.targets[k].cpu().numpy(),
+            index=int(b.index[k]),
+        )
 
 
-_EXPONENT = {np.dtype(np.float16): (np.uint16, 0x7C00),
-             np.dtype(np.float32): (np.uint32, 0x7F800000)}
+_EXPONENT = {
+    np.dtype(np.float16): (np.uint16, 0x7C00),
+    np.dtype(np.float32): (np.uint32, 0x7F800000),
+}
 _FINITE_CHUNK = 1 << 18  # elements: the check's scratch buffer stays in cache
 
 
@@ -154,8 +175,10 @@ def batch_all_finite(x: np.ndarray) -> bool:
 
 def _raise_non_finite(source: str, indices: Sequence[int], features: np.ndarray) -> None:
     bad = [int(i) for i, f in zip(indices, features, strict=True) if not all_finite(f)]
-    raise StoreError(f"{source}: video index {bad[0]} has NaN/Inf features ({len(bad)} in "
-                     "this batch; run `vltr-data validate` on the store)")
+    raise StoreError(
+        f"{source}: video index {bad[0]} has NaN/Inf features ({len(bad)} in "
+        "this batch; run `vltr-data validate` on the store)"
+    )
 
 
 def collate_videos(samples: Sequence[VideoSample], source: str = "store") -> VideoBatch:
@@ -214,8 +237,14 @@ class VideoFeatureDataset(Dataset[VideoSample]):
     batch read of ``2t`` frames per video.
     """
 
-    def __init__(self, store: FeatureStore, split: str, clip_frames: int | None = None,
-                 clip_sampler: ClipSampler | None = None, next_frames: bool = False) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        split: str,
+        clip_frames: int | None = None,
+        clip_sampler: ClipSampler | None = None,
+        next_frames: bool = False,
+    ) -> None:
         self.store = store
         self.split = split
         self.indices = store.split(split)
@@ -225,8 +254,10 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         self.buffers: BatchBufferPool | None = None
         self.next_frames = bool(next_frames) and self.clip_frames is not None
         if self.next_frames and store.frames < 2:
-            raise StoreError(f"{store.path}: dataset.next_frames needs at least 2 frames per "
-                             f"video, the store has {store.frames}")
+            raise StoreError(
+                f"{store.path}: dataset.next_frames needs at least 2 frames per "
+                f"video, the store has {store.frames}"
+            )
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
@@ -289,11 +320,16 @@ class VideoFeatureDataset(Dataset[VideoSample]):
         # arrives, one more is spare. In-process: the two held, the one being filled, a spare.
         slots = workers * prefetch_factor + 4 if shared else 4
         pool = self.buffers
-        if (pool is not None and pool.shared == shared and len(pool) >= slots
-                and pool.fits(features, targets)):
+        if (
+            pool is not None
+            and pool.shared == shared
+            and len(pool) >= slots
+            and pool.fits(features, targets)
+        ):
             return
-        self.buffers = BatchBufferPool(slots, features, _TORCH_DTYPE[store.dtype], targets,
-                                       shared=shared)
+        self.buffers = BatchBufferPool(
+            slots, features, _TORCH_DTYPE[store.dtype], targets, shared=shared
+        )
 
     def __getitems__(self, items: Sequence[int]) -> ClipBatch:
         """A whole batch: the same frames and values as ``[self[i] for i in items]``, written
@@ -319,16 +355,20 @@ class VideoFeatureDataset(Dataset[VideoSample]):
             features, targets = pool.views(slot, n)
         else:  # a resident gather allocates on its own device
             targets = batch_tensor(targets_shape, torch.float32, in_worker)
-            features = None if resident is not None else batch_tensor(
-                shape, _TORCH_DTYPE[store.dtype], in_worker)
+            features = (
+                None
+                if resident is not None
+                else batch_tensor(shape, _TORCH_DTYPE[store.dtype], in_worker)
+            )
         multi_hot(store, videos, targets.numpy())
         if resident is not None:
             features = resident.gather(positions, frame_idx, out=features)
             targets = targets.to(features.device, non_blocking=True)
             index = index.to(features.device, non_blocking=True)
             # the resident split was checked for NaN/Inf once, when it was loaded
-            return ClipBatch(VideoBatch.read(features, targets, index, self.next_frames),
-                             finite_checked=True)
+            return ClipBatch(
+                VideoBatch.read(features, targets, index, self.next_frames), finite_checked=True
+            )
         assert features is not None
         store.reader.read_batch(features.numpy(), videos, frame_idx)
         if slot is not None and in_worker:
@@ -360,8 +400,9 @@ class DatasetInfo:
 SamplerFactory = Callable[[FeatureStore, np.ndarray], Sampler[int]]
 
 
-def _select_streams(streams: dict[str, SamplerFactory | None] | None,
-                    names: Sequence[str] | None) -> dict[str, SamplerFactory | None] | None:
+def _select_streams(
+    streams: dict[str, SamplerFactory | None] | None, names: Sequence[str] | None
+) -> dict[str, SamplerFactory | None] | None:
     if streams is None:  # names alone select nothing (a method's config may name its streams)
         return None
     streams = dict(streams)
@@ -369,8 +410,10 @@ def _select_streams(streams: dict[str, SamplerFactory | None] | None,
         names = list(streams)
     unknown = [n for n in names if n not in streams]
     if unknown or not names:
-        raise ConfigError(f"dataset.train_stream_names: {unknown or 'none'} not among "
-                          f"dataset.train_streams {sorted(streams)}")
+        raise ConfigError(
+            f"dataset.train_stream_names: {unknown or 'none'} not among "
+            f"dataset.train_streams {sorted(streams)}"
+        )
     return {str(n): streams[n] for n in names}
 
 
@@ -429,8 +472,9 @@ class VideoFeatureDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if path is None and synthetic is None:
-            raise ConfigError(f"dataset {name}: set dataset.path (a feature store) or "
-                              "dataset.synthetic")
+            raise ConfigError(
+                f"dataset {name}: set dataset.path (a feature store) or dataset.synthetic"
+            )
         self.name = name
         self.path = path
         self.synthetic = SyntheticSpec.from_dict(dict(synthetic)) if path is None else None
@@ -446,14 +490,16 @@ class VideoFeatureDataModule(L.LightningDataModule):
         groups = dict(groups or {})
         unknown = set(groups) - {"head_min", "tail_max"}
         if unknown:
-            raise ConfigError(f"dataset.groups: unknown key(s) {sorted(unknown)} "
-                              "(use head_min, tail_max)")
+            raise ConfigError(
+                f"dataset.groups: unknown key(s) {sorted(unknown)} (use head_min, tail_max)"
+            )
         self.head_min = int(groups.get("head_min", 500))
         self.tail_max = int(groups.get("tail_max", 100))
         self.sampler_factory = sampler
         if imbalance_ratio is not None and not 0 < imbalance_ratio <= 1:
-            raise ConfigError(f"dataset.imbalance_ratio must be in (0, 1] or null, "
-                              f"got {imbalance_ratio}")
+            raise ConfigError(
+                f"dataset.imbalance_ratio must be in (0, 1] or null, got {imbalance_ratio}"
+            )
         self.imbalance_ratio = imbalance_ratio
         self.read_mode = check_read_mode(read_mode)
         if int(read_threads) < 1:
@@ -463,8 +509,10 @@ class VideoFeatureDataModule(L.LightningDataModule):
         self.next_frames = bool(next_frames)
         self.train_streams = _select_streams(train_streams, train_stream_names)
         if self.train_streams is not None and sampler is not None:
-            raise ConfigError("dataset.train_streams (one sampler per stream) cannot be combined "
-                              "with a strategy's sampler (strategy=cbs/srs)")
+            raise ConfigError(
+                "dataset.train_streams (one sampler per stream) cannot be combined "
+                "with a strategy's sampler (strategy=cbs/srs)"
+            )
         self._store: FeatureStore | None = None
 
     # -- the store
@@ -482,8 +530,11 @@ class VideoFeatureDataModule(L.LightningDataModule):
     def store(self) -> FeatureStore:
         if self._store is None:
             self.prepare_data()
-            self._store = FeatureStore(self.resolve_path(), expected_dim=self.expected_dim,
-                                       expected_frames=self.expected_frames)
+            self._store = FeatureStore(
+                self.resolve_path(),
+                expected_dim=self.expected_dim,
+                expected_frames=self.expected_frames,
+            )
             for split in ("train", "val", "test"):
                 if len(self._store.split(split)) == 0:
                     raise StoreError(f"{self._store.path}: split {split!r} is empty")
@@ -491,8 +542,13 @@ class VideoFeatureDataModule(L.LightningDataModule):
                 self._restrict_train(self._store)
             self._store.set_read_mode(self.read_mode, self.read_threads)
             reader = self._store.reader  # resolves auto (and logs why)
-            log.info("%s: %s read with read_mode=%s, %d thread(s) per batch", self.name,
-                     self._store.path, reader.mode, reader.threads)
+            log.info(
+                "%s: %s read with read_mode=%s, %d thread(s) per batch",
+                self.name,
+                self._store.path,
+                reader.mode,
+                reader.threads,
+            )
         return self._store
 
     def _restrict_train(self, store: FeatureStore) -> None:
@@ -500,26 +556,40 @@ class VideoFeatureDataModule(L.LightningDataModule):
         # untouched); everything downstream reads store.split("train")
         train = store.split("train")
         if np.any(np.diff(store.label_indptr)[train] == 0):
-            raise StoreError(f"{store.path}: dataset.imbalance_ratio needs a label on every "
-                             "training video")
+            raise StoreError(
+                f"{store.path}: dataset.imbalance_ratio needs a label on every training video"
+            )
         first = store.label_indices[store.label_indptr[train]]
         n_max = store.attrs.get("imbalance_n_max")
         store.splits["train"] = imbalanced_subset(
-            train, first, self.imbalance_ratio, None if n_max is None else int(n_max))
-        log.info("%s: imbalance_ratio=%s keeps %d of %d training videos", self.name,
-                 self.imbalance_ratio, len(store.splits["train"]), len(train))
+            train, first, self.imbalance_ratio, None if n_max is None else int(n_max)
+        )
+        log.info(
+            "%s: imbalance_ratio=%s keeps %d of %d training videos",
+            self.name,
+            self.imbalance_ratio,
+            len(store.splits["train"]),
+            len(train),
+        )
 
     def info(self) -> DatasetInfo:
         s = self.store
-        return DatasetInfo(name=self.name, num_classes=s.num_classes, frames=s.frames,
-                           dim=s.dim, class_names=list(s.class_names),
-                           class_counts=s.class_counts("train"), head_min=self.head_min,
-                           tail_max=self.tail_max)
+        return DatasetInfo(
+            name=self.name,
+            num_classes=s.num_classes,
+            frames=s.frames,
+            dim=s.dim,
+            class_names=list(s.class_names),
+            class_counts=s.class_counts("train"),
+            head_min=self.head_min,
+            tail_max=self.tail_max,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         store = self.store
-        self.train_set = VideoFeatureDataset(store, "train", clip_frames=self.clip_frames,
-                                             next_frames=self.next_frames)
+        self.train_set = VideoFeatureDataset(
+            store, "train", clip_frames=self.clip_frames, next_frames=self.next_frames
+        )
         self.val_set = VideoFeatureDataset(store, "val")
         self.test_set = VideoFeatureDataset(store, "test")
 
@@ -530,8 +600,10 @@ class VideoFeatureDataModule(L.LightningDataModule):
         if self.resident == "cpu":
             return torch.device("cpu")
         if root is not None and root.type != "cuda":
-            raise ConfigError(f"dataset.resident=cuda needs a GPU trainer (this one runs on "
-                              f"{root.type}); use dataset.resident=cpu or trainer=gpu")
+            raise ConfigError(
+                f"dataset.resident=cuda needs a GPU trainer (this one runs on "
+                f"{root.type}); use dataset.resident=cpu or trainer=gpu"
+            )
         if root is None and torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         return root if root is not None else torch.device("cuda")
@@ -544,17 +616,30 @@ class VideoFeatureDataModule(L.LightningDataModule):
         # every rank of a node holds its own copy; host memory must hold them all at once
         copies = trainer.num_devices if trainer is not None and device.type == "cpu" else 1
         rank_zero = trainer is None or trainer.is_global_zero
-        dataset.resident = ResidentFeatures(dataset.store, dataset.indices, device,
-                                            name=dataset.split, copies=copies,
-                                            progress=rank_zero).load()
+        dataset.resident = ResidentFeatures(
+            dataset.store,
+            dataset.indices,
+            device,
+            name=dataset.split,
+            copies=copies,
+            progress=rank_zero,
+        ).load()
         if self.num_workers:
-            log.info("%s: resident=%s gathers batches in the training process "
-                     "(num_workers=%d is not used for training)", self.name, self.resident,
-                     self.num_workers)
+            log.info(
+                "%s: resident=%s gathers batches in the training process "
+                "(num_workers=%d is not used for training)",
+                self.name,
+                self.resident,
+                self.num_workers,
+            )
 
     # -- loaders
-    def _loader(self, dataset: VideoFeatureDataset, train: bool,
-                sampler_factory: SamplerFactory | None = None) -> DataLoader[VideoBatch]:
+    def _loader(
+        self,
+        dataset: VideoFeatureDataset,
+        train: bool,
+        sampler_factory: SamplerFactory | None = None,
+    ) -> DataLoader[VideoBatch]:
         sampler = None
         if train and sampler_factory is not None:
             sampler = sampler_factory(dataset.store, dataset.indices)
@@ -581,14 +666,19 @@ class VideoFeatureDataModule(L.LightningDataModule):
         if self.train_streams is None:
             return self._loader(self.train_set, train=True, sampler_factory=self.sampler_factory)
         # one dataset per stream: each loader its own batch buffers (a resident split is shared)
-        return CombinedLoader({name: self._loader(self._stream_set(), train=True,
-                                                  sampler_factory=f)
-                               for name, f in self.train_streams.items()}, mode="min_size")
+        return CombinedLoader(
+            {
+                name: self._loader(self._stream_set(), train=True, sampler_factory=f)
+                for name, f in self.train_streams.items()
+            },
+            mode="min_size",
+        )
 
     def _stream_set(self) -> VideoFeatureDataset:
         train = self.train_set
-        stream = VideoFeatureDataset(train.store, "train", clip_sampler=train.clip_sampler,
-                                     next_frames=train.next_frames)
+        stream = VideoFeatureDataset(
+            train.store, "train", clip_sampler=train.clip_sampler, next_frames=train.next_frames
+        )
         stream.indices = train.indices  # the imbalanced subset, where one is set
         stream.resident = train.resident
         return stream

@@ -140,8 +140,7 @@ def class_distribution(name: str, class_counts: Sequence[int] | np.ndarray) -> n
     """P(class), float64 ``[C]`` summing to 1: ``longtailed`` (the label frequencies),
     ``uniform`` or ``inverse`` (the frequencies reversed by rank, :func:`reversed_by_rank`)."""
     if name not in CLASS_DISTRIBUTIONS:
-        raise ValueError(f"unknown class distribution {name!r}; choose from "
-                         f"{CLASS_DISTRIBUTIONS}")
+        raise ValueError(f"unknown class distribution {name!r}; choose from {CLASS_DISTRIBUTIONS}")
     freq = label_distribution(class_counts)
     if name == "longtailed":
         return freq

@@ -52,8 +52,14 @@ class ClassAwareSampler(DistributedSampler):
         if rank is None:
             rank = dist.get_rank() if dist.is_initialized() else 0
         # DistributedSampler's own bookkeeping (epoch, rank, world); its dataset is unused
-        super().__init__(range(len(indices)), num_replicas=num_replicas, rank=rank,
-                         shuffle=True, seed=seed, drop_last=False)
+        super().__init__(
+            range(len(indices)),
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=False,
+        )
         self.power = float(power)
         self.reverse = bool(reverse)
         total = int(num_samples) if num_samples is not None else len(indices)
@@ -83,16 +89,14 @@ class ClassAwareSampler(DistributedSampler):
         # draws the first draws of a 1-process run (up to the padding to a multiple of W)
         class_rng = np.random.default_rng([self.seed, self.epoch, 0])
         video_rng = np.random.default_rng([self.seed, self.epoch, 1])
-        classes = class_rng.choice(len(self.class_probs), size=self.total_size,
-                                   p=self.class_probs)
+        classes = class_rng.choice(len(self.class_probs), size=self.total_size, p=self.class_probs)
         start = self.pool_starts[classes]
         size = self.pool_starts[classes + 1] - start
         pick = (video_rng.random(self.total_size) * size).astype(np.int64)
         return self.pool_positions[start + pick]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_sequence()[self.rank : self.total_size : self.num_replicas]
-                    .tolist())
+        return iter(self.epoch_sequence()[self.rank : self.total_size : self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return self.num_samples

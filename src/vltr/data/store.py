@@ -118,11 +118,15 @@ class StoreWriter:
         self.path = Path(path)
         self.num_videos, self.frames, self.dim = int(num_videos), int(frames), int(dim)
         if self.frames < 1 or self.dim < 1 or self.num_videos < 0:
-            raise StoreError(f"{path}: cannot write [{self.num_videos}, {self.frames}, "
-                             f"{self.dim}] features: frames and dim must be >= 1")
+            raise StoreError(
+                f"{path}: cannot write [{self.num_videos}, {self.frames}, "
+                f"{self.dim}] features: frames and dim must be >= 1"
+            )
         if self.path.is_dir():
-            raise StoreError(f"{path}: is a directory; give the store's file name (e.g. "
-                             f"{self.path / 'features.h5'})")
+            raise StoreError(
+                f"{path}: is a directory; give the store's file name (e.g. "
+                f"{self.path / 'features.h5'})"
+            )
         self.class_names = [str(c) for c in class_names]
         self.tmp_path = temporary_path(self.path)
         self._file: h5py.File | None = None
@@ -170,7 +174,8 @@ class StoreWriter:
         self._features[start : start + len(chunk)] = values
         bad = False if finite else not all_finite(values)
         self._nonfinite[start : start + len(chunk)] = (
-            ~np.isfinite(values).reshape(len(values), -1).all(axis=1) if bad else False)
+            ~np.isfinite(values).reshape(len(values), -1).all(axis=1) if bad else False
+        )
 
     def finish(
         self,
@@ -193,8 +198,9 @@ class StoreWriter:
         f = self._file
         f.create_dataset("label_indptr", data=indptr)
         f.create_dataset("label_indices", data=indices)
-        f.create_dataset("video_ids", data=np.array([str(v) for v in video_ids], dtype=object),
-                         dtype=_STR)
+        f.create_dataset(
+            "video_ids", data=np.array([str(v) for v in video_ids], dtype=object), dtype=_STR
+        )
         f.create_dataset("class_names", data=np.array(self.class_names, dtype=object), dtype=_STR)
         group = f.create_group("splits")
         for name, idx in splits.items():
@@ -220,9 +226,11 @@ class StoreWriter:
                 os.replace(self.tmp_path, self.path)
             except OSError as e:
                 self.tmp_path.unlink(missing_ok=True)
-                raise StoreError(f"{self.path}: cannot put the finished store in place "
-                                 f"({e.strerror or _first_line(e)}); nothing was written "
-                                 "there") from None
+                raise StoreError(
+                    f"{self.path}: cannot put the finished store in place "
+                    f"({e.strerror or _first_line(e)}); nothing was written "
+                    "there"
+                ) from None
         else:
             self.tmp_path.unlink(missing_ok=True)
             if exc_type is None:
@@ -257,14 +265,18 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     with contextlib.suppress(OSError):
         for tmp in path.parent.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}"):
-            pid = tmp.name[len(prefix):-len(TMP_SUFFIX)]
+            pid = tmp.name[len(prefix) : -len(TMP_SUFFIX)]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     size = tmp.stat().st_size
                     tmp.unlink()
                     removed.append(tmp)
-                    log.warning("removed %s (%.1f MB), left by a killed writer (pid %s)", tmp,
-                                size / 1e6, pid)
+                    log.warning(
+                        "removed %s (%.1f MB), left by a killed writer (pid %s)",
+                        tmp,
+                        size / 1e6,
+                        pid,
+                    )
     return removed
 
 
@@ -286,9 +298,18 @@ def write_store(
     n, t, d = features.shape
     if video_ids is None:
         video_ids = [f"v{i:07d}" for i in range(n)]
-    with StoreWriter(path, num_videos=n, frames=t, dim=d, class_names=class_names, dtype=dtype,
-                     backbone=backbone, source=source, chunked=chunked,
-                     compression=compression) as writer:
+    with StoreWriter(
+        path,
+        num_videos=n,
+        frames=t,
+        dim=d,
+        class_names=class_names,
+        dtype=dtype,
+        backbone=backbone,
+        source=source,
+        chunked=chunked,
+        compression=compression,
+    ) as writer:
         writer.write_features(0, features)
         writer.finish(labels=labels, video_ids=video_ids, splits=splits)
     return Path(path)
@@ -338,8 +359,16 @@ class FeatureStore:
                 self._identity = self._file_identity(f)
             except StoreError:
                 raise
-            except (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError,
-                    RuntimeError, OverflowError) as e:  # h5py on a damaged file
+            except (
+                KeyError,
+                OSError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                IndexError,
+                RuntimeError,
+                OverflowError,
+            ) as e:  # h5py on a damaged file
                 raise StoreError(
                     f"{self.path}: corrupt or incomplete store ({_first_line(e)})"
                 ) from None
@@ -381,18 +410,24 @@ class FeatureStore:
             raise StoreError(f"{self.path}: /features has shape {ds.shape}, expected [N, T, D]")
         self.num_videos, self.frames, self.dim = (int(s) for s in ds.shape)
         if self.frames < 1 or self.dim < 1:
-            raise StoreError(f"{self.path}: /features has shape {list(ds.shape)}: no frames or "
-                             "no feature dimensions")
+            raise StoreError(
+                f"{self.path}: /features has shape {list(ds.shape)}: no frames or "
+                "no feature dimensions"
+            )
         self.dtype = np.dtype(ds.dtype)
         if self.dtype not in (np.float16, np.float32):
             raise StoreError(f"{self.path}: /features has dtype {self.dtype}, expected float16/32")
         for key in ("label_indptr", "label_indices"):
             if f[key].ndim != 1 or not np.issubdtype(f[key].dtype, np.integer):
-                raise StoreError(f"{self.path}: /{key} is {f[key].dtype} of shape "
-                                 f"{list(f[key].shape)}, expected a 1-D integer array")
+                raise StoreError(
+                    f"{self.path}: /{key} is {f[key].dtype} of shape "
+                    f"{list(f[key].shape)}, expected a 1-D integer array"
+                )
         if f["class_names"].ndim != 1 or not _is_string(f["class_names"].dtype):
-            raise StoreError(f"{self.path}: /class_names is {f['class_names'].dtype} of shape "
-                             f"{list(f['class_names'].shape)}, expected one string per class")
+            raise StoreError(
+                f"{self.path}: /class_names is {f['class_names'].dtype} of shape "
+                f"{list(f['class_names'].shape)}, expected one string per class"
+            )
         self.num_classes = _int_attr(f, "num_classes", len(f["class_names"]), self.path)
         self.backbone = str(f.attrs.get("backbone", "unknown"))
         self.source = str(f.attrs.get("source", "unknown"))
@@ -412,15 +447,21 @@ class FeatureStore:
             )
         splits = f.get("splits")
         if splits is not None and not isinstance(splits, h5py.Group):
-            raise StoreError(f"{self.path}: /splits is a dataset, expected a group holding one "
-                             "index array per split (train, val, test)")
+            raise StoreError(
+                f"{self.path}: /splits is a dataset, expected a group holding one "
+                "index array per split (train, val, test)"
+            )
         self.splits = {}
-        for name in (splits.keys() if splits is not None else []):
+        for name in splits.keys() if splits is not None else []:
             node = splits[name]
-            if (not isinstance(node, h5py.Dataset) or node.ndim != 1
-                    or not np.issubdtype(node.dtype, np.integer)):
-                raise StoreError(f"{self.path}: /splits/{name} is not a 1-D integer array of "
-                                 "video indices")
+            if (
+                not isinstance(node, h5py.Dataset)
+                or node.ndim != 1
+                or not np.issubdtype(node.dtype, np.integer)
+            ):
+                raise StoreError(
+                    f"{self.path}: /splits/{name} is not a 1-D integer array of video indices"
+                )
             self.splits[name] = self._read_small(node).astype(np.int64)
         # The memmap fast path needs one contiguous, uncompressed block at a known offset, and
         # the file must actually hold all of it (a truncated copy fails here, not mid-epoch).
@@ -440,8 +481,10 @@ class FeatureStore:
         if ds.chunks is None and ds.size:
             stored = ds.id.get_storage_size()
             if stored < ds.size * min(ds.dtype.itemsize, 8) or stored > os.path.getsize(self.path):
-                raise StoreError(f"{self.path}: {ds.name} claims {ds.size} entries but the file "
-                                 f"holds {stored} bytes for it (corrupt store)")
+                raise StoreError(
+                    f"{self.path}: {ds.name} claims {ds.size} entries but the file "
+                    f"holds {stored} bytes for it (corrupt store)"
+                )
         return ds[()]
 
     def _consistency_problems(self, f: h5py.File) -> list[str]:
@@ -449,33 +492,42 @@ class FeatureStore:
         p = f"{self.path}:"
         problems: list[str] = []
         indptr, indices = self.label_indptr, self.label_indices
-        csr_ok = bool(indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
-                      and indptr[-1] == len(indices))
+        csr_ok = bool(
+            indptr[0] == 0 and np.all(np.diff(indptr) >= 0) and indptr[-1] == len(indices)
+        )
         if not csr_ok:
-            problems.append(f"{p} /label_indptr is not a valid CSR index (it must start at 0, "
-                            f"never decrease and end at {len(indices)}, the number of labels)")
+            problems.append(
+                f"{p} /label_indptr is not a valid CSR index (it must start at 0, "
+                f"never decrease and end at {len(indices)}, the number of labels)"
+            )
         if len(indices) and (indices.min() < 0 or indices.max() >= self.num_classes):
             bad = np.flatnonzero((indices < 0) | (indices >= self.num_classes))
             where = ""
             if csr_ok:
                 where = f" of video index {int(np.searchsorted(indptr, bad[0], side='right') - 1)}"
             more = f" ({len(bad)} labels out of range)" if len(bad) > 1 else ""
-            problems.append(f"{p} label {int(indices[bad[0]])}{where} is outside "
-                            f"[0, {self.num_classes}){more}")
+            problems.append(
+                f"{p} label {int(indices[bad[0]])}{where} is outside [0, {self.num_classes}){more}"
+            )
         if len(self.class_names) != self.num_classes:
-            problems.append(f"{p} {len(self.class_names)} class names for "
-                            f"num_classes={self.num_classes}")
+            problems.append(
+                f"{p} {len(self.class_names)} class names for num_classes={self.num_classes}"
+            )
         for name, idx in self.splits.items():
             if len(idx) and (idx.min() < 0 or idx.max() >= self.num_videos):
                 first = int(idx[(idx < 0) | (idx >= self.num_videos)][0])
-                problems.append(f"{p} split {name!r} holds video index {first}, outside "
-                                f"[0, {self.num_videos})")
+                problems.append(
+                    f"{p} split {name!r} holds video index {first}, outside [0, {self.num_videos})"
+                )
             elif len(np.unique(idx)) != len(idx):
                 problems.append(f"{p} split {name!r} lists a video more than once")
         if NONFINITE in f:
             record = f[NONFINITE]
-            if (not isinstance(record, h5py.Dataset) or record.ndim != 1
-                    or not np.issubdtype(record.dtype, np.integer)):
+            if (
+                not isinstance(record, h5py.Dataset)
+                or record.ndim != 1
+                or not np.issubdtype(record.dtype, np.integer)
+            ):
                 problems.append(f"{p} /{NONFINITE} is not a 1-D integer array")
             else:
                 bad_videos = self._read_small(record).astype(np.int64)
@@ -485,7 +537,8 @@ class FeatureStore:
                         problems.append(
                             f"{p} split {name!r} has {len(hit)} video(s) with NaN/Inf features, "
                             f"first at video index {int(hit[0])} (recorded when the store was "
-                            "written)")
+                            "written)"
+                        )
         return problems
 
     @property
@@ -497,9 +550,12 @@ class FeatureStore:
     def _file_identity(self, f: h5py.File) -> dict[str, Any]:
         st = os.stat(self.path)
         store_id = f.attrs.get("store_id")
-        return {"store_id": None if store_id is None else _attr_value(store_id),
-                "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "nonfinite_recorded": NONFINITE in f}
+        return {
+            "store_id": None if store_id is None else _attr_value(store_id),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "nonfinite_recorded": NONFINITE in f,
+        }
 
     def check_identity(self) -> None:
         """Fail in one line if the file at ``path`` is no longer the store that was opened.
@@ -513,8 +569,9 @@ class FeatureStore:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise StoreError(f"{self.path}: the feature store was deleted while this run was "
-                             "using it") from None
+            raise StoreError(
+                f"{self.path}: the feature store was deleted while this run was using it"
+            ) from None
         old = self._identity
         changed = st.st_size != old["size"]
         if not changed and old["store_id"] is None:
@@ -530,7 +587,8 @@ class FeatureStore:
             raise StoreError(
                 f"{self.path}: the feature store was replaced or modified while this run was "
                 "using it (its labels and splits were read from the earlier file); restart the "
-                "run on a store that stays in place")
+                "run on a store that stays in place"
+            )
 
     # --- pickling: drop open handles; each process reopens on first read
     def __getstate__(self) -> dict[str, Any]:
@@ -545,9 +603,15 @@ class FeatureStore:
 
     def info(self) -> StoreInfo:
         return StoreInfo(
-            path=str(self.path), num_videos=self.num_videos, frames=self.frames, dim=self.dim,
-            num_classes=self.num_classes, dtype=str(self.dtype), backbone=self.backbone,
-            source=self.source, split_sizes={k: len(v) for k, v in self.splits.items()},
+            path=str(self.path),
+            num_videos=self.num_videos,
+            frames=self.frames,
+            dim=self.dim,
+            num_classes=self.num_classes,
+            dtype=str(self.dtype),
+            backbone=self.backbone,
+            source=self.source,
+            split_sizes={k: len(v) for k, v in self.splits.items()},
         )
 
     def split(self, name: str) -> np.ndarray:
@@ -596,12 +660,21 @@ class FeatureStore:
         """The frame reader of this process (opened on first use; ``auto`` resolved here)."""
         if self._reader is None:
             self.check_identity()
-            mode = resolve_read_mode(self.read_mode, self.features_bytes,
-                                     contiguous=self._contiguous, source=str(self.path))
+            mode = resolve_read_mode(
+                self.read_mode,
+                self.features_bytes,
+                contiguous=self._contiguous,
+                source=str(self.path),
+            )
             self.read_mode = mode if self._contiguous else self.read_mode
-            self._reader = make_reader(mode, self.path,
-                                       (self.num_videos, self.frames, self.dim), self.dtype,
-                                       self._offset, self.read_threads)
+            self._reader = make_reader(
+                mode,
+                self.path,
+                (self.num_videos, self.frames, self.dim),
+                self.dtype,
+                self._offset,
+                self.read_threads,
+            )
         return self._reader
 
     def read(self, i: int, frame_idx: np.ndarray | None = None) -> np.ndarray:
@@ -664,8 +737,15 @@ def validate_store(
         return [str(e)]
     try:
         return _validate(store, path, scan_values, chunk_videos)
-    except (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError,
-            RuntimeError) as e:  # h5py on a file damaged beyond what opening reads
+    except (
+        KeyError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RuntimeError,
+    ) as e:  # h5py on a file damaged beyond what opening reads
         return [f"{path}: corrupt or incomplete store ({_first_line(e)})"]
 
 
@@ -675,8 +755,11 @@ def _validate(store: FeatureStore, path: Path, scan_values: bool, chunk_videos: 
     with _open_readonly(path) as f:
         if "video_ids" not in f:
             problems.append(f"{p} missing dataset /video_ids")
-        elif (not isinstance(f["video_ids"], h5py.Dataset) or f["video_ids"].ndim != 1
-              or not _is_string(f["video_ids"].dtype)):
+        elif (
+            not isinstance(f["video_ids"], h5py.Dataset)
+            or f["video_ids"].ndim != 1
+            or not _is_string(f["video_ids"].dtype)
+        ):
             problems.append(f"{p} /video_ids is not one string per video")
         elif len(f["video_ids"]) != store.num_videos:
             problems.append(f"{p} {len(f['video_ids'])} video ids for {store.num_videos} videos")
@@ -689,8 +772,10 @@ def _validate(store: FeatureStore, path: Path, scan_values: bool, chunk_videos: 
         if "train" in store.splits and other in store.splits:
             shared = np.intersect1d(store.splits["train"], store.splits[other])
             if len(shared):
-                problems.append(f"{p} {len(shared)} video(s) are in both train and {other}, "
-                                f"first video index {int(shared[0])}")
+                problems.append(
+                    f"{p} {len(shared)} video(s) are in both train and {other}, "
+                    f"first video index {int(shared[0])}"
+                )
     if "train" in store.splits and len(store.splits["train"]) and not problems:
         missing = np.flatnonzero(store.class_counts("train") == 0)
         if len(missing):

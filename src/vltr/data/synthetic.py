@@ -79,21 +79,29 @@ class SyntheticSpec:
 
     def check(self) -> None:
         if not 0 < self.imbalance_ratio <= 1:
-            raise ConfigError(f"dataset.synthetic.imbalance_ratio must be in (0, 1], "
-                              f"got {self.imbalance_ratio}")
+            raise ConfigError(
+                f"dataset.synthetic.imbalance_ratio must be in (0, 1], got {self.imbalance_ratio}"
+            )
         if not 0 < self.segment_min <= self.segment_max <= 1:
             raise ConfigError("dataset.synthetic: need 0 < segment_min <= segment_max <= 1")
         if self.num_classes < 2 or self.frames < 1 or self.dim < 1:
             raise ConfigError("dataset.synthetic: num_classes >= 2, frames >= 1, dim >= 1")
-        for name in ("n_max", "min_eval_per_class", "latent_dim", "backbone_hidden",
-                     "num_superclasses"):
+        for name in (
+            "n_max",
+            "min_eval_per_class",
+            "latent_dim",
+            "backbone_hidden",
+            "num_superclasses",
+        ):
             if getattr(self, name) < 1:
-                raise ConfigError(f"dataset.synthetic.{name} must be >= 1, "
-                                  f"got {getattr(self, name)}")
+                raise ConfigError(
+                    f"dataset.synthetic.{name} must be >= 1, got {getattr(self, name)}"
+                )
         for name in ("val_fraction", "test_fraction", "multi_label_fraction"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"dataset.synthetic.{name} must be in [0, 1], "
-                                  f"got {getattr(self, name)}")
+                raise ConfigError(
+                    f"dataset.synthetic.{name} must be in [0, 1], got {getattr(self, name)}"
+                )
 
     def key(self) -> str:
         payload = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
@@ -134,8 +142,9 @@ def generate(spec: SyntheticSpec, path: str | os.PathLike[str], chunk: int = 256
     freq = train_counts / train_counts.sum()
 
     def eval_counts(fraction: float) -> np.ndarray:
-        return np.maximum(np.round(fraction * train_counts).astype(np.int64),
-                          spec.min_eval_per_class)
+        return np.maximum(
+            np.round(fraction * train_counts).astype(np.int64), spec.min_eval_per_class
+        )
 
     split_labels = {
         "train": _assign_labels(spec, train_counts, rng, freq),
@@ -151,13 +160,23 @@ def generate(spec: SyntheticSpec, path: str | os.PathLike[str], chunk: int = 256
     t = spec.frames
     names = [f"class{c:03d}" for c in range(spec.num_classes)]
     ids = [f"synth{i:06d}" for i in range(n)]
-    with StoreWriter(path, num_videos=n, frames=t, dim=spec.dim, class_names=names,
-                     dtype=spec.dtype, backbone="synthetic", source="vltr-synthetic",
-                     attrs={"synthetic_spec": json.dumps(asdict(spec), sort_keys=True),
-                            "synthetic_key": spec.key()},
-                     # the content is a function of the spec: regenerating it (a parallel sweep
-                     # job rebuilding the cache) writes the same store, not another one
-                     store_id=f"synthetic-{spec.key()}") as writer:
+    with StoreWriter(
+        path,
+        num_videos=n,
+        frames=t,
+        dim=spec.dim,
+        class_names=names,
+        dtype=spec.dtype,
+        backbone="synthetic",
+        source="vltr-synthetic",
+        attrs={
+            "synthetic_spec": json.dumps(asdict(spec), sort_keys=True),
+            "synthetic_key": spec.key(),
+        },
+        # the content is a function of the spec: regenerating it (a parallel sweep
+        # job rebuilding the cache) writes the same store, not another one
+        store_id=f"synthetic-{spec.key()}",
+    ) as writer:
         for lo in range(0, n, chunk):
             rows = labels[lo : lo + chunk]
             m = len(rows)

@@ -164,8 +164,9 @@ class VideoLTMetrics(Metric):
     def indexed_predictions(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """``(dataset indices [N], scores [N, C], targets [N, C])``: :meth:`predictions` with
         the samples' dataset indices (ascending), for saving them per video."""
-        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync,
-                               should_unsync=True):
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True
+        ):
             return self._deduplicated()
 
     def _deduplicated(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:

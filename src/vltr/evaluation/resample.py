@@ -46,8 +46,10 @@ def parse_distributions(value: str | Iterable[str] | None) -> list[str]:
     names = [value] if isinstance(value, str) else [str(v) for v in value]
     for name in names:
         if name not in DISTRIBUTIONS:
-            raise ConfigError(f"eval.test_distribution: unknown distribution {name!r} "
-                              f"(choose from {', '.join(DISTRIBUTIONS)}, or null)")
+            raise ConfigError(
+                f"eval.test_distribution: unknown distribution {name!r} "
+                f"(choose from {', '.join(DISTRIBUTIONS)}, or null)"
+            )
     return list(dict.fromkeys(names))
 
 

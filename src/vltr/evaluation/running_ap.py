@@ -21,8 +21,7 @@ def record_width(num_classes: int) -> int:
     return 2 * num_classes + (num_classes + 7) // 8 + 8
 
 
-def pack_records(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor
-                 ) -> torch.Tensor:
+def pack_records(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``[B, record_width(C)]`` uint8 rows: ``logits`` as float16 (clamped to its finite range),
     ``targets > 0.5`` packed 8 classes a byte (little bit order), ``index`` as int64."""
     b, c = logits.shape
@@ -37,15 +36,15 @@ def pack_records(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tenso
     return torch.cat([scores.view(torch.uint8), packed, idx.view(torch.uint8)], dim=1)
 
 
-def unpack_records(rows: np.ndarray, num_classes: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unpack_records(rows: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`pack_records`: ``(float16 scores [N, C], bool targets [N, C],
     int64 index [N])``."""
     c = num_classes
     scores = np.ascontiguousarray(rows[:, : 2 * c]).view(np.float16)
     nbytes = (c + 7) // 8
-    targets = np.unpackbits(rows[:, 2 * c : 2 * c + nbytes], axis=1, count=c,
-                            bitorder="little").astype(bool)
+    targets = np.unpackbits(
+        rows[:, 2 * c : 2 * c + nbytes], axis=1, count=c, bitorder="little"
+    ).astype(bool)
     index = np.ascontiguousarray(rows[:, 2 * c + nbytes :]).view(np.int64)[:, 0]
     return scores, targets, index
 
@@ -63,20 +62,21 @@ def rap_from_records(chunks: Sequence[np.ndarray], num_classes: int) -> np.ndarr
     if not chunks:
         return ap
     nbytes = (c + 7) // 8
-    index = np.concatenate([np.ascontiguousarray(ch[:, 2 * c + nbytes :]).view(np.int64)[:, 0]
-                            for ch in chunks])
+    index = np.concatenate(
+        [np.ascontiguousarray(ch[:, 2 * c + nbytes :]).view(np.int64)[:, 0] for ch in chunks]
+    )
     _, first = np.unique(index, return_index=True)
     keep = None if len(first) == len(index) else np.sort(first)
     for lo in range(0, c, _AP_BLOCK):
         hi = min(lo + _AP_BLOCK, c)
-        scores = np.concatenate([np.ascontiguousarray(ch[:, 2 * lo : 2 * hi]).view(np.float16)
-                                 for ch in chunks])
+        scores = np.concatenate(
+            [np.ascontiguousarray(ch[:, 2 * lo : 2 * hi]).view(np.float16) for ch in chunks]
+        )
         b0, b1 = 2 * c + lo // 8, 2 * c + (hi + 7) // 8
-        labels = np.concatenate([np.unpackbits(ch[:, b0:b1], axis=1, count=hi - lo,
-                                               bitorder="little") for ch in chunks])
+        labels = np.concatenate(
+            [np.unpackbits(ch[:, b0:b1], axis=1, count=hi - lo, bitorder="little") for ch in chunks]
+        )
         if keep is not None:
             scores, labels = scores[keep], labels[keep]
         ap[lo:hi] = average_precision(scores.astype(np.float32), labels.astype(np.float32))
     return ap
-
-

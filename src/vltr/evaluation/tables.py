@@ -8,8 +8,12 @@ from collections.abc import Mapping
 
 # (metrics.json key, column title): the papers' order and titles
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("mAP", "All"), ("mAP_head", "Head"), ("mAP_medium", "Medium"), ("mAP_tail", "Tail"),
-    ("acc1", "Acc@1"), ("acc5", "Acc@5"),
+    ("mAP", "All"),
+    ("mAP_head", "Head"),
+    ("mAP_medium", "Medium"),
+    ("mAP_tail", "Tail"),
+    ("acc1", "Acc@1"),
+    ("acc5", "Acc@5"),
 )
 
 

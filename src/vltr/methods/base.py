@@ -92,12 +92,11 @@ class VideoRecognitionModule(L.LightningModule):
         # frames, level "embedding" the aggregated video embeddings
         self.batch_transform = setup.batch_transform
         counts = np.asarray(setup.class_counts)
-        self.register_buffer("class_counts", torch.as_tensor(counts, dtype=torch.long),
-                             persistent=False)
-        self.val_metrics = VideoLTMetrics(counts, head_min=setup.head_min,
-                                          tail_max=setup.tail_max)
-        self.test_metrics = VideoLTMetrics(counts, head_min=setup.head_min,
-                                           tail_max=setup.tail_max)
+        self.register_buffer(
+            "class_counts", torch.as_tensor(counts, dtype=torch.long), persistent=False
+        )
+        self.val_metrics = VideoLTMetrics(counts, head_min=setup.head_min, tail_max=setup.tail_max)
+        self.test_metrics = VideoLTMetrics(counts, head_min=setup.head_min, tail_max=setup.tail_max)
         self.per_class_ap: dict[str, np.ndarray] = {}
 
     def build_classifier(self, setup: MethodSetup) -> nn.Module | None:
@@ -141,8 +140,15 @@ class VideoRecognitionModule(L.LightningModule):
     # -- loops
     def training_step(self, batch: VideoBatch, batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(self.transform_batch(batch))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch), sync_dist=True)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch),
+            sync_dist=True,
+        )
         return loss
 
     def _eval_step(self, batch: VideoBatch, stage: str) -> None:
@@ -183,5 +189,7 @@ class VideoRecognitionModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

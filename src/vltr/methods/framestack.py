@@ -114,8 +114,9 @@ class FrameStackModule(VideoRecognitionModule):
         fixed_beta: float | None = None,
     ) -> None:
         if setup.batch_transform is not None:
-            raise ValueError("FrameStack is itself the batch transform: drop the strategy's "
-                             "batch_transform")
+            raise ValueError(
+                "FrameStack is itself the batch transform: drop the strategy's batch_transform"
+            )
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"FrameStack eta must be in [0, 1], got {eta}")
         if clip_length is not None and clip_length < 1:
@@ -123,8 +124,9 @@ class FrameStackModule(VideoRecognitionModule):
         if sampling not in SAMPLINGS:
             raise ValueError(f"FrameStack sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if sample_rap not in SAMPLE_RAPS:
-            raise ValueError(f"FrameStack sample_rap must be one of {SAMPLE_RAPS}, got "
-                             f"{sample_rap!r}")
+            raise ValueError(
+                f"FrameStack sample_rap must be one of {SAMPLE_RAPS}, got {sample_rap!r}"
+            )
         if warmup_epochs < 0:
             raise ValueError(f"FrameStack warmup_epochs must be >= 0, got {warmup_epochs}")
         if fixed_beta is not None and not 0.0 <= fixed_beta <= 1.0:
@@ -157,10 +159,13 @@ class FrameStackModule(VideoRecognitionModule):
             return batch
         length = batch.features.shape[1]
         if self.clip_length is not None and self.clip_length != length:
-            raise ValueError(f"FrameStack clip_length={self.clip_length} but training clips have "
-                             f"{length} frames (dataset.clip_frames): they must be equal")
-        plan = plan_stack(batch.targets, self.rap, self.eta, length, self.eps, self.sample_rap,
-                          self.fixed_beta)
+            raise ValueError(
+                f"FrameStack clip_length={self.clip_length} but training clips have "
+                f"{length} frames (dataset.clip_frames): they must be equal"
+            )
+        plan = plan_stack(
+            batch.targets, self.rap, self.eta, length, self.eps, self.sample_rap, self.fixed_beta
+        )
         features, targets = frame_stack(batch.features, batch.targets, plan, self.sampling)
         self.last_plan = plan
         return replace(batch, features=features, targets=targets)
@@ -173,13 +178,19 @@ class FrameStackModule(VideoRecognitionModule):
 
     def update_rap(self) -> None:
         """rAP from this epoch's records (gathered over ranks, computed on rank 0, broadcast)."""
-        local = torch.cat(self._records) if self._records else torch.zeros(
-            0, record_width(self.num_classes), dtype=torch.uint8)
+        local = (
+            torch.cat(self._records)
+            if self._records
+            else torch.zeros(0, record_width(self.num_classes), dtype=torch.uint8)
+        )
         self._records = []
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             chunks = gather_rows(local, dst=0, chunk_rows=self.gather_chunk_rows)
-            device = (torch.device("cuda", torch.cuda.current_device())
-                      if dist.get_backend() == "nccl" else torch.device("cpu"))
+            device = (
+                torch.device("cuda", torch.cuda.current_device())
+                if dist.get_backend() == "nccl"
+                else torch.device("cpu")
+            )
             rap = torch.zeros(self.num_classes, dtype=torch.float32, device=device)
             if chunks is not None:
                 rap.copy_(torch.from_numpy(rap_from_records(chunks, self.num_classes)))

@@ -110,12 +110,14 @@ def _check_expert(expert: str, inverse_prior: str) -> None:
     if expert not in EXPERTS:
         raise ValueError(f"MEDC: unknown expert {expert!r}; choose from {EXPERTS}")
     if inverse_prior not in INVERSE_PRIORS:
-        raise ValueError(f"MEDC: inverse_prior must be one of {INVERSE_PRIORS}, got "
-                         f"{inverse_prior!r}")
+        raise ValueError(
+            f"MEDC: inverse_prior must be one of {INVERSE_PRIORS}, got {inverse_prior!r}"
+        )
 
 
-def expert_distribution(expert: str, class_counts: Sequence[int],
-                        inverse_prior: str = "reversed") -> torch.Tensor:
+def expert_distribution(
+    expert: str, class_counts: Sequence[int], inverse_prior: str = "reversed"
+) -> torch.Tensor:
     """The class distribution expert ``expert`` trains on, float64 ``[C]`` summing to 1.
 
     ``long_tailed``: ``omega`` (natural); ``uniform``: ``1 / C``; ``inverse``: the reversed
@@ -135,8 +137,9 @@ def expert_distribution(expert: str, class_counts: Sequence[int],
     return inv / inv.sum()
 
 
-def expert_class_weights(expert: str, class_counts: Sequence[int],
-                         inverse_prior: str = "reversed") -> torch.Tensor:
+def expert_class_weights(
+    expert: str, class_counts: Sequence[int], inverse_prior: str = "reversed"
+) -> torch.Tensor:
     """``w_c = p_c / omega_c``, float32 ``[C]``: the importance weight of a class-``c`` label
     under the expert's distribution ``p``; ``sum_c omega_c w_c = 1`` (the loss keeps its scale
     on natural data); all ones for the long-tailed expert."""
@@ -151,8 +154,13 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
     return (x - lo) / (hi - lo)
 
 
-def region_targets(expert: str, class_counts: Sequence[int], low: float = 0.1,
-                   high: float = 1.0, uniform: float = 0.5) -> torch.Tensor:
+def region_targets(
+    expert: str,
+    class_counts: Sequence[int],
+    low: float = 0.1,
+    high: float = 1.0,
+    uniform: float = 0.5,
+) -> torch.Tensor:
     """Eq. 7's ``gamma_k``, float32 ``[C]``: the target of ``sigma^2`` for each class.
 
     ``long_tailed``: ``low + (high - low) * minmax(omega)`` (the most frequent class ``high``,
@@ -192,16 +200,22 @@ def sample_weights(targets: torch.Tensor, class_weights: torch.Tensor) -> torch.
     return torch.where(n > 0, s, torch.ones_like(s))
 
 
-def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
-                 ) -> torch.Tensor:
+def weighted_bce(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Eq. 6 per video (sigmoid BCE averaged over the ``C`` classes), times ``weights`` ``[B]``,
     averaged over the batch (divided by ``B``: the expectation of the re-sampled loss)."""
     bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
     return (weights.to(bce) * bce.mean(dim=1)).mean()
 
 
-def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                 normalize: bool = False, weights: torch.Tensor | None = None) -> torch.Tensor:
+def sorting_loss(
+    mu: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    normalize: bool = False,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eq. 3 over a batch of means ``mu`` ``[B, d]`` with multi-hot ``targets`` ``[B, C]``.
 
     Two videos are of "the same class" if they share at least one label (positives); videos
@@ -247,8 +261,12 @@ def sorting_loss(mu: torch.Tensor, targets: torch.Tensor, temperature: float = 1
     return (pair_w * pair[positives]).sum() / pair_w.sum()
 
 
-def region_loss(sigma: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+def region_loss(
+    sigma: torch.Tensor,
+    targets: torch.Tensor,
+    gamma: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eq. 7, ``E (sigma^2 - gamma_c)^2`` ("2-norm distance") over the pairs (video ``i``,
     positive class ``c``) and the ``d`` dimensions, weighted by the target value.
 
@@ -321,31 +339,40 @@ class MEDCModule(VideoRecognitionModule):
         num_classes, class_counts = setup.num_classes, setup.class_counts
         encoder = getattr(aggregator, "frame_mlp", None)
         if not isinstance(encoder, nn.Module):
-            raise ValueError(f"MEDC uses the aggregator's per-frame encoder (frame_mlp) as its "
-                             f"shared backbone; {type(aggregator).__name__} has none (use "
-                             "aggregator=nonlinear)")
+            raise ValueError(
+                f"MEDC uses the aggregator's per-frame encoder (frame_mlp) as its "
+                f"shared backbone; {type(aggregator).__name__} has none (use "
+                "aggregator=nonlinear)"
+            )
         if not isinstance(loss, BinaryCrossEntropy):
-            raise ValueError(f"MEDC trains each expert with its own re-weighted BCE (eq. 6); "
-                             f"the strategy loss {type(loss).__name__} cannot be combined with "
-                             "it (use strategy=bce)")
+            raise ValueError(
+                f"MEDC trains each expert with its own re-weighted BCE (eq. 6); "
+                f"the strategy loss {type(loss).__name__} cannot be combined with "
+                "it (use strategy=bce)"
+            )
         if batch_transform is not None:
-            raise ValueError(f"MEDC: a strategy batch_transform ({type(batch_transform).__name__})"
-                             " cannot be combined with it (mixed labels have no class region)")
+            raise ValueError(
+                f"MEDC: a strategy batch_transform ({type(batch_transform).__name__})"
+                " cannot be combined with it (mixed labels have no class region)"
+            )
         names = [str(e) for e in experts]
         if not names:
             raise ValueError("MEDC needs at least one expert")
         for name in names:
             _check_expert(name, inverse_prior)
         if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"MEDC: distribution must be one of {DISTRIBUTIONS}, got "
-                             f"{distribution!r}")
+            raise ValueError(
+                f"MEDC: distribution must be one of {DISTRIBUTIONS}, got {distribution!r}"
+            )
         lambdas = torch.tensor([lambda_mu, lambda_cls, lambda_sigma], dtype=torch.float64)
         if bool((lambdas < 0).any()) or float(lambdas.sum()) <= 0:
-            raise ValueError(f"MEDC: lambdas must be >= 0 with a positive sum, got "
-                             f"{lambdas.tolist()}")
+            raise ValueError(
+                f"MEDC: lambdas must be >= 0 with a positive sum, got {lambdas.tolist()}"
+            )
         if not 0.0 <= region_low <= region_high:
-            raise ValueError(f"MEDC: need 0 <= region_low <= region_high, got {region_low}, "
-                             f"{region_high}")
+            raise ValueError(
+                f"MEDC: need 0 <= region_low <= region_high, got {region_low}, {region_high}"
+            )
         if uniform_region < 0:
             raise ValueError(f"MEDC: uniform_region must be >= 0, got {uniform_region}")
         if sort_temperature <= 0:
@@ -353,10 +380,15 @@ class MEDCModule(VideoRecognitionModule):
         super().__init__(setup)
         self.expert_names = names
         # each expert's classifier psi_k is the run's head on its d-dim embedding
-        self.experts = MEDCExperts(aggregator.output_dim, len(names), embed_dim, num_classes,
-                                   attention_dim=attention_dim,
-                                   temporal_attention=temporal_attention,
-                                   classifier=setup.classifier)
+        self.experts = MEDCExperts(
+            aggregator.output_dim,
+            len(names),
+            embed_dim,
+            num_classes,
+            attention_dim=attention_dim,
+            temporal_attention=temporal_attention,
+            classifier=setup.classifier,
+        )
         counts = list(class_counts)
         if prior_bias_init:
             # each classifier starts at its training distribution's class prior: BatchNorm'd,
@@ -367,7 +399,8 @@ class MEDCModule(VideoRecognitionModule):
                 for expert, name in zip(self.experts.experts, names, strict=True):
                     prior = expert_distribution(name, counts, inverse_prior).clamp(1e-6, 1 - 1e-6)
                     output_layer(expert.classifier).bias.copy_(
-                        torch.log(prior) - torch.log1p(-prior))
+                        torch.log(prior) - torch.log1p(-prior)
+                    )
         lam = (lambdas / lambdas.sum()).tolist()
         self.lambda_mu, self.lambda_cls, self.lambda_sigma = (float(v) for v in lam)
         self.sort_temperature = float(sort_temperature)
@@ -375,15 +408,17 @@ class MEDCModule(VideoRecognitionModule):
         self.inverse_prior = inverse_prior
         self.distribution = distribution
         weights = torch.stack([expert_class_weights(n, counts, inverse_prior) for n in names])
-        gamma = torch.stack([region_targets(n, counts, region_low, region_high, uniform_region)
-                             for n in names])
+        gamma = torch.stack(
+            [region_targets(n, counts, region_low, region_high, uniform_region) for n in names]
+        )
         # rebuilt from class_counts, not loaded from checkpoints (as the losses' buffers)
         self.register_buffer("class_weights", weights, persistent=False)  # [K, C]
         self.register_buffer("region_gamma", gamma, persistent=False)  # [K, C]
 
     # -- model
-    def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The shared per-frame encoder: ``[B, T, D]`` -> ``[B, T, H]`` (float32); padded
         frames are zeroed first so that even NaN/Inf padding cannot leak."""
         x = features.float()
@@ -392,15 +427,17 @@ class MEDCModule(VideoRecognitionModule):
             x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
         return self.aggregator.frame_mlp(x), mask
 
-    def expert_outputs(self, features: torch.Tensor, mask: torch.Tensor | None = None,
-                       sample: bool = False) -> MEDCOutput:
+    def expert_outputs(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None, sample: bool = False
+    ) -> MEDCOutput:
         """Every expert's ``mu``, ``sigma`` and logits (from ``z = mu + eps sigma`` if
         ``sample``, else from ``mu``), stacked on a leading expert axis."""
         frames, mask = self.encode(features, mask)
         return self.experts(frames, mask, sample=sample)
 
-    def expert_logits(self, features: torch.Tensor, mask: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+    def expert_logits(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[K, B, C]``: each expert's logits from its mean ``mu`` (deterministic; the order
         of ``expert_names``), for evaluating the experts separately."""
         frames, mask = self.encode(features, mask)
@@ -411,18 +448,25 @@ class MEDCModule(VideoRecognitionModule):
         return mean_sigmoid_logits(self.expert_logits(features, mask))
 
     # -- training
-    def _expert_terms(self, k: int, mu: torch.Tensor, sigma: torch.Tensor, logits: torch.Tensor,
-                      targets: torch.Tensor, weights: torch.Tensor | None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _expert_terms(
+        self,
+        k: int,
+        mu: torch.Tensor,
+        sigma: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        weights: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Expert ``k``'s eq. 3, eq. 6 and eq. 7 on its batch (``weights``: importance weights
         of the videos, None for a batch already drawn from the expert's distribution)."""
         ones = torch.ones(len(targets), device=targets.device)
-        return (sorting_loss(mu, targets, self.sort_temperature, self.sort_normalize, weights),
-                weighted_bce(logits, targets, ones if weights is None else weights),
-                region_loss(sigma, targets, self.region_gamma[k], weights))
+        return (
+            sorting_loss(mu, targets, self.sort_temperature, self.sort_normalize, weights),
+            weighted_bce(logits, targets, ones if weights is None else weights),
+            region_loss(sigma, targets, self.region_gamma[k], weights),
+        )
 
-    def loss_terms(self, batch: VideoBatch | Mapping[str, VideoBatch]
-                   ) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: VideoBatch | Mapping[str, VideoBatch]) -> dict[str, torch.Tensor]:
         """The three terms of eq. 8, each summed over the experts (unweighted).
 
         ``distribution="resample"``: ``batch`` maps each expert's name to a batch drawn from
@@ -433,16 +477,21 @@ class MEDCModule(VideoRecognitionModule):
         names = self.expert_names
         if isinstance(batch, Mapping):
             if self.distribution != "resample":
-                raise ValueError("MEDC (method.distribution=reweight) re-weights one natural "
-                                 "batch, but got one batch per training stream: set "
-                                 "dataset.train_streams=null")
+                raise ValueError(
+                    "MEDC (method.distribution=reweight) re-weights one natural "
+                    "batch, but got one batch per training stream: set "
+                    "dataset.train_streams=null"
+                )
             missing = [n for n in names if n not in batch]
             if missing:
-                raise ValueError(f"MEDC: no training stream for expert(s) {missing}; the batch "
-                                 f"has {sorted(batch)} (dataset.train_streams)")
+                raise ValueError(
+                    f"MEDC: no training stream for expert(s) {missing}; the batch "
+                    f"has {sorted(batch)} (dataset.train_streams)"
+                )
             # the shared encoder once per stream (an expert list may name a stream twice)
-            encoded = {n: self.encode(batch[n].features, batch[n].mask)
-                       for n in dict.fromkeys(names)}
+            encoded = {
+                n: self.encode(batch[n].features, batch[n].mask) for n in dict.fromkeys(names)
+            }
             parts = []
             for k, name in enumerate(names):
                 frames, mask = encoded[name]
@@ -451,35 +500,63 @@ class MEDCModule(VideoRecognitionModule):
                 parts.append(self._expert_terms(k, mu, sigma, logits, targets, None))
         else:
             if self.distribution != "reweight":
-                raise ValueError("MEDC (method.distribution=resample) needs one training batch "
-                                 "per expert (dataset.train_streams, which method=medc sets); "
-                                 "got a single batch (method.distribution=reweight re-weights "
-                                 "one natural batch instead)")
+                raise ValueError(
+                    "MEDC (method.distribution=resample) needs one training batch "
+                    "per expert (dataset.train_streams, which method=medc sets); "
+                    "got a single batch (method.distribution=reweight re-weights "
+                    "one natural batch instead)"
+                )
             out = self.expert_outputs(batch.features, batch.mask, sample=True)
             targets = batch.targets.to(out.logits.device).float()
-            parts = [self._expert_terms(k, out.mu[k], out.sigma[k], out.logits[k], targets,
-                                        sample_weights(targets, self.class_weights[k]))
-                     for k in range(len(names))]
+            parts = [
+                self._expert_terms(
+                    k,
+                    out.mu[k],
+                    out.sigma[k],
+                    out.logits[k],
+                    targets,
+                    sample_weights(targets, self.class_weights[k]),
+                )
+                for k in range(len(names))
+            ]
         mu_terms, cls_terms, sigma_terms = zip(*parts, strict=True)
-        return {"mu": torch.stack(mu_terms).sum(), "cls": torch.stack(cls_terms).sum(),
-                "sigma": torch.stack(sigma_terms).sum()}
+        return {
+            "mu": torch.stack(mu_terms).sum(),
+            "cls": torch.stack(cls_terms).sum(),
+            "sigma": torch.stack(sigma_terms).sum(),
+        }
 
     def training_loss(self, batch: VideoBatch | Mapping[str, VideoBatch]) -> torch.Tensor:
         terms = self.loss_terms(batch)
         if self._trainer is not None:
-            self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()},
-                          on_step=False, on_epoch=True, batch_size=_batch_size(batch),
-                          sync_dist=True)
-        return (self.lambda_mu * terms["mu"] + self.lambda_cls * terms["cls"]
-                + self.lambda_sigma * terms["sigma"])
+            self.log_dict(
+                {f"train/loss_{k}": v.detach() for k, v in terms.items()},
+                on_step=False,
+                on_epoch=True,
+                batch_size=_batch_size(batch),
+                sync_dist=True,
+            )
+        return (
+            self.lambda_mu * terms["mu"]
+            + self.lambda_cls * terms["cls"]
+            + self.lambda_sigma * terms["sigma"]
+        )
 
-    def training_step(self, batch: VideoBatch | Mapping[str, VideoBatch],
-                      batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: VideoBatch | Mapping[str, VideoBatch], batch_idx: int
+    ) -> torch.Tensor:
         if not isinstance(batch, Mapping):
             return super().training_step(batch, batch_idx)
         loss = self.training_loss(batch)  # no batch transforms (refused at construction)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=_batch_size(batch), sync_dist=True)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=_batch_size(batch),
+            sync_dist=True,
+        )
         return loss
 
     def on_train_start(self) -> None:
@@ -501,17 +578,21 @@ class MEDCModule(VideoRecognitionModule):
             present = counts > 0
             expected = expected[present] / expected[present].sum()
             if not np.allclose(drawn[present], expected, rtol=1e-6, atol=1e-9):
-                raise ValueError(f"MEDC: training stream {name!r} does not draw the {name} "
-                                 f"expert's class distribution (inverse_prior="
-                                 f"{self.inverse_prior}); check dataset.train_streams.{name}")
+                raise ValueError(
+                    f"MEDC: training stream {name!r} does not draw the {name} "
+                    f"expert's class distribution (inverse_prior="
+                    f"{self.inverse_prior}); check dataset.train_streams.{name}"
+                )
 
 
 def output_layer(classifier: nn.Module) -> nn.Linear:
     """The last ``Linear`` of a classifier head (its bias is the logits' offset)."""
     layers = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
     if not layers or layers[-1].bias is None:
-        raise ValueError(f"MEDC: the head {type(classifier).__name__} ends in no Linear with a "
-                         "bias to start at the class prior (method.prior_bias_init=false)")
+        raise ValueError(
+            f"MEDC: the head {type(classifier).__name__} ends in no Linear with a "
+            "bias to start at the class prior (method.prior_bias_init=false)"
+        )
     return layers[-1]
 
 

@@ -91,18 +91,21 @@ class MEIDModule(VideoRecognitionModule):
     ) -> None:
         aggregator, batch_transform = setup.aggregator, setup.batch_transform
         if not isinstance(aggregator, FrameAttentionAggregator):
-            raise ValueError(f"MEID needs aggregator=frame_attention (its expert 1 is a "
-                             f"FrameAttentionAggregator), got {type(aggregator).__name__}")
+            raise ValueError(
+                f"MEID needs aggregator=frame_attention (its expert 1 is a "
+                f"FrameAttentionAggregator), got {type(aggregator).__name__}"
+            )
         if stage not in (1, 2):
             raise ValueError(f"MEID stage must be 1 or 2, got {stage}")
         if variance_over not in VARIANCE_OVER:
-            raise ValueError(f"variance_over must be one of {VARIANCE_OVER}, got "
-                             f"{variance_over!r}")
+            raise ValueError(f"variance_over must be one of {VARIANCE_OVER}, got {variance_over!r}")
         if distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
         if batch_transform is not None and getattr(batch_transform, "level", "frames") != "frames":
-            raise ValueError("MEID supports frame-level batch transforms only (its two experts "
-                             "have no single embedding to mix)")
+            raise ValueError(
+                "MEID supports frame-level batch transforms only (its two experts "
+                "have no single embedding to mix)"
+            )
         if stage2_lr_scale <= 0:
             raise ValueError(f"stage2_lr_scale must be > 0, got {stage2_lr_scale}")
         super().__init__(setup)
@@ -116,23 +119,31 @@ class MEIDModule(VideoRecognitionModule):
         head, tail = np.flatnonzero(groups["head"]), np.flatnonzero(groups["tail"])
         has_groups = len(head) > 0 and len(tail) > 0
         if not has_groups:
-            log.warning("MEID: %d head and %d tail classes: no necks, distillation loss off",
-                        len(head), len(tail))
+            log.warning(
+                "MEID: %d head and %d tail classes: no necks, distillation loss off",
+                len(head),
+                len(tail),
+            )
         # no necks without a distillation loss: every parameter keeps a gradient (DDP)
         has_groups = has_groups and self.distill_weight > 0
-        self.necks = ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) if has_groups \
-            else None
+        self.necks = ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) if has_groups else None
         self.expert2: ComplementaryMotionExpert | None = None
         self.necks2: ClassGroupNecks | None = None
         if self.stage == 2:
             input_dim = aggregator.input_dim
             embed = aggregator.output_dim if expert2_dim is None else expert2_dim
-            self.expert2 = ComplementaryMotionExpert(input_dim, num_classes, embed_dim=embed,
-                                                     beta=beta, dropout=expert2_dropout,
-                                                     use_motion=use_motion,
-                                                     complementary=complementary)
-            self.necks2 = ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) \
-                if has_groups else None
+            self.expert2 = ComplementaryMotionExpert(
+                input_dim,
+                num_classes,
+                embed_dim=embed,
+                beta=beta,
+                dropout=expert2_dropout,
+                use_motion=use_motion,
+                complementary=complementary,
+            )
+            self.necks2 = (
+                ClassGroupNecks(head.tolist(), tail.tolist(), neck_dim) if has_groups else None
+            )
             for module in self.expert1_modules():
                 module.requires_grad_(False)
 
@@ -181,11 +192,13 @@ class MEIDModule(VideoRecognitionModule):
         if batch.next_features is None or self.batch_transform is None:
             return super().transform_batch(batch)
         t = batch.features.shape[1]
-        both = replace(batch, features=torch.cat([batch.features, batch.next_features], dim=1),
-                       next_features=None)
+        both = replace(
+            batch,
+            features=torch.cat([batch.features, batch.next_features], dim=1),
+            next_features=None,
+        )
         mixed = super().transform_batch(both)
-        return replace(mixed, features=mixed.features[:, :t],
-                       next_features=mixed.features[:, t:])
+        return replace(mixed, features=mixed.features[:, :t], next_features=mixed.features[:, t:])
 
     def training_loss(self, batch: VideoBatch) -> torch.Tensor:
         x, mask = batch.features.float(), batch.mask
@@ -196,17 +209,25 @@ class MEIDModule(VideoRecognitionModule):
         else:  # eq. 14, expert 1 frozen
             next_frames = batch.next_features
             if self.expert2.use_motion and next_frames is None:
-                raise ValueError("MEID stage 2 needs the stored frame after each training frame "
-                                 "for its motion features (dataset.next_frames=true, which "
-                                 "method=meid sets in stage 2)")
+                raise ValueError(
+                    "MEID stage 2 needs the stored frame after each training frame "
+                    "for its motion features (dataset.next_frames=true, which "
+                    "method=meid sets in stage 2)"
+                )
             with torch.no_grad():
                 logits, attention = self.expert1(x, mask)
-            logits_f = self.expert2(x, attention, mask,
-                                    None if next_frames is None else next_frames.float())
+            logits_f = self.expert2(
+                x, attention, mask, None if next_frames is None else next_frames.float()
+            )
             cls_loss = self.loss_fn(logits + logits_f, batch.targets)
             distill = self.distillation(logits_f, self.necks2)
-        self.log_dict({"train/cls_loss": cls_loss.detach(), "train/distill_loss": distill.detach()},
-                      on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+        self.log_dict(
+            {"train/cls_loss": cls_loss.detach(), "train/distill_loss": distill.detach()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch),
+            sync_dist=True,
+        )
         return cls_loss + self.distill_weight * distill
 
     # -- optimisation
@@ -219,5 +240,7 @@ class MEIDModule(VideoRecognitionModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

@@ -143,8 +143,7 @@ def dfs_lower_bounds(
     ``floor(mean_s max(tau_s T, sigma))``). No positive label: ``tau = 1`` (bound ``T``).
     """
     if reduction not in TAU_REDUCTIONS:
-        raise ValueError(f"MOVE: tau_reduction must be one of {TAU_REDUCTIONS}, got "
-                         f"{reduction!r}")
+        raise ValueError(f"MOVE: tau_reduction must be one of {TAU_REDUCTIONS}, got {reduction!r}")
     positive = targets > 0
     has_label = positive.any(dim=1)
     tau = tau.to(torch.float64)  # floor(tau T) without float32 rounding at the boundaries
@@ -241,27 +240,35 @@ class MoveModule(VideoRecognitionModule):
         name = type(aggregator).__name__
         forward = getattr(aggregator, "forward", None)
         if forward is None or "mask" not in inspect.signature(forward).parameters:
-            raise ValueError(f"MOVE needs an aggregator that takes a frame mask "
-                             f"(forward(x, mask)) for its dynamic frame sampler; {name} does "
-                             "not (use aggregator=move_dual, the paper's)")
+            raise ValueError(
+                f"MOVE needs an aggregator that takes a frame mask "
+                f"(forward(x, mask)) for its dynamic frame sampler; {name} does "
+                "not (use aggregator=move_dual, the paper's)"
+            )
         if setup.batch_transform is not None:
-            raise ValueError("MOVE does its own interpolation (eq. 12); a strategy "
-                             f"batch_transform ({type(setup.batch_transform).__name__}) cannot "
-                             "be combined with it")
+            raise ValueError(
+                "MOVE does its own interpolation (eq. 12); a strategy "
+                f"batch_transform ({type(setup.batch_transform).__name__}) cannot "
+                "be combined with it"
+            )
         interp = alpha if interpolation_alpha is None else interpolation_alpha
         if alpha <= 0 or interp <= 0:
-            raise ValueError(f"MOVE: alpha and interpolation_alpha must be positive, got "
-                             f"{alpha} and {interpolation_alpha}")
+            raise ValueError(
+                f"MOVE: alpha and interpolation_alpha must be positive, got "
+                f"{alpha} and {interpolation_alpha}"
+            )
         if gamma < 0:
             raise ValueError(f"MOVE: gamma must be >= 0, got {gamma}")
         if int(sigma) != sigma or sigma < 1:
             raise ValueError(f"MOVE: sigma must be a positive integer, got {sigma}")
         if tau_reduction not in TAU_REDUCTIONS:
-            raise ValueError(f"MOVE: tau_reduction must be one of {TAU_REDUCTIONS}, got "
-                             f"{tau_reduction!r}")
+            raise ValueError(
+                f"MOVE: tau_reduction must be one of {TAU_REDUCTIONS}, got {tau_reduction!r}"
+            )
         if frame_sampler not in FRAME_SAMPLERS:
-            raise ValueError(f"MOVE: frame_sampler must be one of {FRAME_SAMPLERS}, got "
-                             f"{frame_sampler!r}")
+            raise ValueError(
+                f"MOVE: frame_sampler must be one of {FRAME_SAMPLERS}, got {frame_sampler!r}"
+            )
         super().__init__(setup)
         self.frame_sampler = frame_sampler
         self.extrapolation = bool(extrapolation)
@@ -277,10 +284,12 @@ class MoveModule(VideoRecognitionModule):
         # rebuilt from class_counts, not loaded from checkpoints (as the losses' buffers)
         self.register_buffer("tau", tau, persistent=False)
         self.register_buffer("label_weight", (1.0 - tau) + self.gamma, persistent=False)
-        self._omega_beta = torch.distributions.Beta(torch.tensor(self.alpha),
-                                                    torch.tensor(self.alpha))
-        self._lambda_beta = torch.distributions.Beta(torch.tensor(self.interpolation_alpha),
-                                                     torch.tensor(self.interpolation_alpha))
+        self._omega_beta = torch.distributions.Beta(
+            torch.tensor(self.alpha), torch.tensor(self.alpha)
+        )
+        self._lambda_beta = torch.distributions.Beta(
+            torch.tensor(self.interpolation_alpha), torch.tensor(self.interpolation_alpha)
+        )
 
     # -- random draws (torch's generator; seed_everything makes them reproducible)
     def _draw(self, beta: torch.distributions.Beta, n: int) -> torch.Tensor:
@@ -303,13 +312,17 @@ class MoveModule(VideoRecognitionModule):
         """
         b, t = batch.features.shape[:2]
         device = batch.features.device
-        valid = (batch.mask.to(device=device, dtype=torch.bool) if batch.mask is not None
-                 else torch.ones(b, t, dtype=torch.bool, device=device))
+        valid = (
+            batch.mask.to(device=device, dtype=torch.bool)
+            if batch.mask is not None
+            else torch.ones(b, t, dtype=torch.bool, device=device)
+        )
         if self.frame_sampler == "none":
             return [valid] * views
         tau = self.tau if self.frame_sampler == "dynamic" else torch.zeros_like(self.tau)
-        lower = dfs_lower_bounds(batch.targets.to(device), tau, valid.sum(dim=1),
-                                 self.sigma, self.tau_reduction)
+        lower = dfs_lower_bounds(
+            batch.targets.to(device), tau, valid.sum(dim=1), self.sigma, self.tau_reduction
+        )
         masks = dynamic_frame_mask(lower.repeat(views), valid.repeat(views, 1))
         return list(masks.split(b))
 
@@ -332,6 +345,7 @@ class MoveModule(VideoRecognitionModule):
         if self.interpolation:
             perm = torch.randperm(n, device=z.device)
             weight = self.label_weight if self.calibration else torch.ones_like(self.tau)
-            z, targets = calibrated_interpolation(z, targets.to(z.device),
-                                                  self.sample_lambda(n), perm, weight)  # eq. 12
+            z, targets = calibrated_interpolation(
+                z, targets.to(z.device), self.sample_lambda(n), perm, weight
+            )  # eq. 12
         return self.loss_fn(self.classifier(z), targets)

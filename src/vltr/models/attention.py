@@ -59,8 +59,7 @@ class PrototypicalSelfAttention(nn.Module):
     def __init__(self, input_dim: int, num_heads: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         if input_dim % num_heads:
-            raise ValueError(f"input_dim = {input_dim} is not divisible by num_heads = "
-                             f"{num_heads}")
+            raise ValueError(f"input_dim = {input_dim} is not divisible by num_heads = {num_heads}")
         self.num_heads = num_heads
         self.head_dim = input_dim // num_heads
         self.q_proj = nn.Linear(input_dim, input_dim)
@@ -141,9 +140,15 @@ class MoveDualAggregator(nn.Module):
         super().__init__()
         self.psa = PrototypicalSelfAttention(input_dim, num_heads=num_heads, dropout=dropout)
         self.f_theta = nn.Linear(input_dim, attentive_dim)
-        self.netvlad = NetVLAD(input_dim, num_clusters=num_clusters, hidden_dim=codebook_dim,
-                               residual=residual, batch_norm=batch_norm,
-                               cluster_gate=cluster_gate, dropout=dropout)
+        self.netvlad = NetVLAD(
+            input_dim,
+            num_clusters=num_clusters,
+            hidden_dim=codebook_dim,
+            residual=residual,
+            batch_norm=batch_norm,
+            cluster_gate=cluster_gate,
+            dropout=dropout,
+        )
         self.attentive_dim = attentive_dim
         self.codebook_dim = codebook_dim
         self.output_dim = attentive_dim + codebook_dim
@@ -152,9 +157,7 @@ class MoveDualAggregator(nn.Module):
         """``f_theta(PSA(x))``: ``[B, attentive_dim]``."""
         return self.f_theta(self.psa(x, mask))
 
-    def codebook_attentive(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def codebook_attentive(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``f_phi(NetVLAD(x))``: ``[B, codebook_dim]``."""
         return self.netvlad(x, mask)
 
@@ -201,8 +204,7 @@ class FrameAttentionAggregator(nn.Module):
     ) -> None:
         super().__init__()
         if normalization not in ("sigmoid", "softmax"):
-            raise ValueError(f"normalization must be 'sigmoid' or 'softmax', got "
-                             f"{normalization!r}")
+            raise ValueError(f"normalization must be 'sigmoid' or 'softmax', got {normalization!r}")
         self.normalization = normalization
         self.input_dim = input_dim
         self.attention_net = nn.Sequential(
@@ -213,7 +215,9 @@ class FrameAttentionAggregator(nn.Module):
         out_dim = input_dim if embed_dim is None else embed_dim
         if embed:
             self.embedding: nn.Module = nn.Sequential(
-                nn.LayerNorm(input_dim), nn.Linear(input_dim, out_dim), nn.ReLU(),
+                nn.LayerNorm(input_dim),
+                nn.Linear(input_dim, out_dim),
+                nn.ReLU(),
                 nn.Dropout(dropout),
             )
         else:

@@ -26,10 +26,15 @@ class NonLinearHead(nn.Sequential):
     function.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, hidden_dim: int = 2048,
-                 dropout: float = 0.5) -> None:
-        super().__init__(nn.Linear(input_dim, hidden_dim), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(hidden_dim, num_classes))
+    def __init__(
+        self, input_dim: int, num_classes: int, hidden_dim: int = 2048, dropout: float = 0.5
+    ) -> None:
+        super().__init__(
+            nn.Linear(input_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, num_classes),
+        )
 
     @property
     def hidden_dim(self) -> int:

@@ -28,8 +28,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def _normalise(self, flat: torch.Tensor) -> torch.Tensor:
         if self.training and flat.shape[0] > 1:
             return super().forward(flat)
-        return F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
-                            False, 0.0, self.eps)
+        return F.batch_norm(
+            flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() == 2:

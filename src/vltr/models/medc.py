@@ -44,8 +44,9 @@ class MEDCOutput(NamedTuple):
     logits: torch.Tensor  # [K, B, C], from z (sampled) or mu
 
 
-def masked_batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, mask: torch.Tensor | None
-                      ) -> torch.Tensor:
+def masked_batch_norm(
+    bn: nn.BatchNorm1d, x: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     """``bn`` over the frames of ``x`` ``[B, T, d]``, statistics from real frames only.
 
     Masked frames come back as zeros (every consumer masks them anyway).
@@ -67,8 +68,9 @@ def mean_sigmoid_logits(expert_logits: torch.Tensor, dim: int = 0) -> torch.Tens
     no ``sigmoid`` saturating to 0 or 1 on the way (rankings of confident scores survive).
     """
     logits = expert_logits.float()
-    return (torch.logsumexp(F.logsigmoid(logits), dim=dim)
-            - torch.logsumexp(F.logsigmoid(-logits), dim=dim))
+    return torch.logsumexp(F.logsigmoid(logits), dim=dim) - torch.logsumexp(
+        F.logsigmoid(-logits), dim=dim
+    )
 
 
 class TemporalVarianceAttention(nn.Module):
@@ -82,8 +84,9 @@ class TemporalVarianceAttention(nn.Module):
         self.value = nn.Linear(dim, dim)
         self.scale = 1.0 / math.sqrt(dk)
 
-    def forward(self, h: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r = h - mu.unsqueeze(1)  # [B, T, d]
         scores = self.query(r) @ self.key(r).transpose(1, 2) * self.scale  # [B, Tq, Tk]
         if mask is not None:
@@ -107,8 +110,9 @@ class PooledVariance(nn.Module):
         self.fc = nn.Linear(dim, dim)
         self.bn = nn.BatchNorm1d(dim)
 
-    def forward(self, h: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r = (h - mu.unsqueeze(1)).abs()
         return F.softplus(masked_mean(masked_batch_norm(self.bn, self.fc(r), mask), mask))
 
@@ -129,20 +133,26 @@ class MEDCExpert(nn.Module):
         self.frame_mlp = nn.Sequential(nn.Linear(input_dim, embed_dim), nn.ReLU(inplace=True))
         self.mean_fc = nn.Linear(embed_dim, embed_dim)
         self.mean_bn = nn.BatchNorm1d(embed_dim)
-        self.variance: nn.Module = (TemporalVarianceAttention(embed_dim, attention_dim)
-                                    if temporal_attention else PooledVariance(embed_dim))
+        self.variance: nn.Module = (
+            TemporalVarianceAttention(embed_dim, attention_dim)
+            if temporal_attention
+            else PooledVariance(embed_dim)
+        )
         # psi (eq. 6): ``classifier(embed_dim)`` when given (the run's head), else one Linear
-        self.classifier = (classifier(embed_dim) if classifier is not None
-                           else nn.Linear(embed_dim, num_classes))
+        self.classifier = (
+            classifier(embed_dim) if classifier is not None else nn.Linear(embed_dim, num_classes)
+        )
 
-    def _h_mu(self, frames: torch.Tensor, mask: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _h_mu(
+        self, frames: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.frame_mlp(frames)
         mu = masked_mean(masked_batch_norm(self.mean_bn, self.mean_fc(h), mask), mask)
         return h, mu
 
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor | None = None,
-                sample: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, mask: torch.Tensor | None = None, sample: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mu, sigma, logits)``; logits from ``z = mu + eps sigma`` if ``sample`` else
         from ``mu``."""
         h, mu = self._h_mu(frames, mask)
@@ -150,8 +160,7 @@ class MEDCExpert(nn.Module):
         z = mu + torch.randn_like(sigma) * sigma if sample else mu  # eq. 5
         return mu, sigma, self.classifier(z)
 
-    def mean_logits(self, frames: torch.Tensor, mask: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+    def mean_logits(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: ``psi(mu)``, without computing the variance branch."""
         return self.classifier(self._h_mu(frames, mask)[1])
 
@@ -173,8 +182,9 @@ class MEDCExperts(nn.Module):
         if num_experts < 1:
             raise ValueError(f"MEDC needs at least one expert, got {num_experts}")
         self.experts = nn.ModuleList(
-            MEDCExpert(input_dim, embed_dim, num_classes, attention_dim, temporal_attention,
-                       classifier)
+            MEDCExpert(
+                input_dim, embed_dim, num_classes, attention_dim, temporal_attention, classifier
+            )
             for _ in range(num_experts)
         )
         self.embed_dim = embed_dim
@@ -182,12 +192,12 @@ class MEDCExperts(nn.Module):
     def __len__(self) -> int:
         return len(self.experts)
 
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor | None = None,
-                sample: bool = False) -> MEDCOutput:
+    def forward(
+        self, frames: torch.Tensor, mask: torch.Tensor | None = None, sample: bool = False
+    ) -> MEDCOutput:
         mus, sigmas, logits = zip(*(e(frames, mask, sample) for e in self.experts), strict=True)
         return MEDCOutput(torch.stack(mus), torch.stack(sigmas), torch.stack(logits))
 
-    def mean_logits(self, frames: torch.Tensor, mask: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+    def mean_logits(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[K, B, C]`` logits of every expert from its mean ``mu`` (inference)."""
         return torch.stack([e.mean_logits(frames, mask) for e in self.experts])

@@ -34,8 +34,9 @@ def frame_embedding(input_dim: int, output_dim: int, dropout: float = 0.0) -> nn
     the same layers as :class:`~vltr.models.attention.FrameAttentionAggregator`'s embedding
     (LayerNorm works per frame, so any ``T`` and any batch size, also 1).
     """
-    return nn.Sequential(nn.LayerNorm(input_dim), nn.Linear(input_dim, output_dim), nn.ReLU(),
-                         nn.Dropout(dropout))
+    return nn.Sequential(
+        nn.LayerNorm(input_dim), nn.Linear(input_dim, output_dim), nn.ReLU(), nn.Dropout(dropout)
+    )
 
 
 def _zero_masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -57,8 +58,9 @@ class ClassGroupNecks(nn.Module):
     head_index: torch.Tensor
     tail_index: torch.Tensor
 
-    def __init__(self, head_classes: Sequence[int], tail_classes: Sequence[int],
-                 neck_dim: int = 256) -> None:
+    def __init__(
+        self, head_classes: Sequence[int], tail_classes: Sequence[int], neck_dim: int = 256
+    ) -> None:
         super().__init__()
         head = torch.as_tensor(list(head_classes), dtype=torch.long)
         tail = torch.as_tensor(list(tail_classes), dtype=torch.long)
@@ -74,8 +76,10 @@ class ClassGroupNecks(nn.Module):
 
     def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, C]`` -> ``(M_head [B, neck_dim], M_tail [B, neck_dim])``."""
-        return (self.head(logits.index_select(1, self.head_index)),
-                self.tail(logits.index_select(1, self.tail_index)))
+        return (
+            self.head(logits.index_select(1, self.head_index)),
+            self.tail(logits.index_select(1, self.tail_index)),
+        )
 
 
 def variance_distillation_loss(
@@ -94,8 +98,9 @@ def variance_distillation_loss(
     if over not in VARIANCE_OVER:
         raise ValueError(f"variance_over must be one of {VARIANCE_OVER}, got {over!r}")
     if m_head.shape != m_tail.shape or m_head.ndim != 2:
-        raise ValueError(f"neck outputs must both be [B, d], got {tuple(m_head.shape)} and "
-                         f"{tuple(m_tail.shape)}")
+        raise ValueError(
+            f"neck outputs must both be [B, d], got {tuple(m_head.shape)} and {tuple(m_tail.shape)}"
+        )
     dim = 0 if over == "batch" else 1
     var_head = m_head.float().var(dim=dim, correction=0)
     var_tail = m_tail.float().var(dim=dim, correction=0)
@@ -146,8 +151,10 @@ def motion_features(
     mean = masked_mean(x, mask).unsqueeze(1)
     if next_frames is not None:
         if next_frames.shape != x.shape:
-            raise ValueError(f"next_frames {tuple(next_frames.shape)} must have the shape of the "
-                             f"frames {tuple(x.shape)}")
+            raise ValueError(
+                f"next_frames {tuple(next_frames.shape)} must have the shape of the "
+                f"frames {tuple(x.shape)}"
+            )
         diffs = _zero_masked(next_frames.to(x.dtype), mask) - x
         pair_valid = mask
     else:
@@ -202,14 +209,18 @@ class ComplementaryMotionExpert(nn.Module):
         self.use_motion = bool(use_motion)
         self.complementary = bool(complementary)
         self.embedding = frame_embedding(input_dim, embed_dim, dropout)
-        self.motion_embedding = frame_embedding(input_dim, embed_dim, dropout) \
-            if self.use_motion else None
+        self.motion_embedding = (
+            frame_embedding(input_dim, embed_dim, dropout) if self.use_motion else None
+        )
         self.fuse = nn.Linear((2 if self.use_motion else 1) * embed_dim, fused_dim)
         self.classifier = nn.Linear(fused_dim, num_classes)
         self.output_dim = fused_dim
 
     def features(
-        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        attention: torch.Tensor,
+        mask: torch.Tensor | None = None,
         next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The temporally pooled fused representation ``X_F``, ``[B, fused_dim]``.
@@ -230,7 +241,10 @@ class ComplementaryMotionExpert(nn.Module):
         return self.fuse(torch.cat([x_c, m], dim=-1))  # eq. 11
 
     def forward(
-        self, x: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        attention: torch.Tensor,
+        mask: torch.Tensor | None = None,
         next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Eq. 12: ``Y_F``, ``[B, num_classes]``."""

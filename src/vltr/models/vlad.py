@@ -88,19 +88,22 @@ class NetVLAD(nn.Module):
         self.assign = nn.Linear(input_dim, num_clusters, bias=not batch_norm)  # w_k (b_k)
         self.assign_bn = MaskedBatchNorm1d(num_clusters) if batch_norm else None
         if residual:
-            self.centroids = nn.Parameter(torch.randn(num_clusters, input_dim)
-                                          / math.sqrt(input_dim))  # mu_k of eq. 2
+            self.centroids = nn.Parameter(
+                torch.randn(num_clusters, input_dim) / math.sqrt(input_dim)
+            )  # mu_k of eq. 2
         else:
             self.register_parameter("centroids", None)
         if cluster_gate:
-            self.cluster_gate = nn.Parameter(nn.init.xavier_normal_(
-                torch.empty(num_clusters, input_dim)))
+            self.cluster_gate = nn.Parameter(
+                nn.init.xavier_normal_(torch.empty(num_clusters, input_dim))
+            )
         else:
             self.register_parameter("cluster_gate", None)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_clusters * input_dim, hidden_dim, bias=not batch_norm)
-        self.hidden_bn = (MaskedBatchNorm1d(hidden_dim, eps=DESCRIPTOR_BN_EPS) if batch_norm
-                          else None)
+        self.hidden_bn = (
+            MaskedBatchNorm1d(hidden_dim, eps=DESCRIPTOR_BN_EPS) if batch_norm else None
+        )
         self.context_gate = ContextGating(hidden_dim) if context_gating else None
         self.descriptor_dim = num_clusters * input_dim
         self.output_dim = hidden_dim
@@ -179,21 +182,23 @@ class NeXtVLAD(nn.Module):
         super().__init__()
         expanded = expansion * input_dim
         if expanded % groups:
-            raise ValueError(f"expansion * input_dim = {expanded} is not divisible by "
-                             f"groups = {groups}")
+            raise ValueError(
+                f"expansion * input_dim = {expanded} is not divisible by groups = {groups}"
+            )
         self.num_clusters = num_clusters
         self.groups = groups
         self.group_dim = expanded // groups
         self.expand = nn.Linear(input_dim, expanded)
         self.group_attention = nn.Linear(expanded, groups)  # w_g, b_g
-        self.assign = nn.Linear(expanded, groups * num_clusters,
-                                bias=not batch_norm)  # w_gk (b_gk)
+        self.assign = nn.Linear(expanded, groups * num_clusters, bias=not batch_norm)  # w_gk (b_gk)
         self.assign_bn = MaskedBatchNorm1d(groups * num_clusters) if batch_norm else None
-        self.centroids = nn.Parameter(torch.randn(num_clusters, self.group_dim)
-                                      / math.sqrt(self.group_dim))  # c_k
+        self.centroids = nn.Parameter(
+            torch.randn(num_clusters, self.group_dim) / math.sqrt(self.group_dim)
+        )  # c_k
         self.descriptor_dim = num_clusters * self.group_dim
-        self.descriptor_bn = (MaskedBatchNorm1d(self.descriptor_dim, eps=DESCRIPTOR_BN_EPS)
-                              if batch_norm else None)
+        self.descriptor_bn = (
+            MaskedBatchNorm1d(self.descriptor_dim, eps=DESCRIPTOR_BN_EPS) if batch_norm else None
+        )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.descriptor_dim, hidden_dim, bias=not batch_norm)
         self.hidden_bn = MaskedBatchNorm1d(hidden_dim) if batch_norm else None

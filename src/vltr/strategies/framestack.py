@@ -23,8 +23,9 @@ class StackPlan:
     frames_i: torch.Tensor  # long: L_i = floor((1 - beta) L); L_j = L - L_i
 
 
-def sample_rap(targets: torch.Tensor, rap: torch.Tensor, reduction: str = "mean_positive"
-               ) -> torch.Tensor:
+def sample_rap(
+    targets: torch.Tensor, rap: torch.Tensor, reduction: str = "mean_positive"
+) -> torch.Tensor:
     """Per-sample rAP ``[B]`` (float64) from multi-hot ``targets [B, C]`` and ``rap [C]``."""
     pos = (targets > 0.5).double()
     total = pos @ rap.to(device=pos.device, dtype=torch.float64)
@@ -71,8 +72,7 @@ def plan_stack(
     return StackPlan(rows=rows, partners=partners, beta=beta, frames_i=frames_i)
 
 
-def select_frames(counts: torch.Tensor, num_frames: int, sampling: str = "even"
-                  ) -> torch.Tensor:
+def select_frames(counts: torch.Tensor, num_frames: int, sampling: str = "even") -> torch.Tensor:
     """``[k, T]`` frame indices; row ``r``'s first ``counts[r]`` are its picks, increasing.
 
     ``even``: ``linspace(0, T - 1, n)`` truncated to integers, what VideoLT's code does (it
@@ -128,5 +128,3 @@ def frame_stack(
     y = targets.clone()
     y[plan.rows] = mixed
     return out, y
-
-

@@ -77,8 +77,10 @@ def class_balanced_weights(class_counts: Sequence[int], beta: float = 0.9999) ->
 
 def _check_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> None:
     if logits.ndim != 2 or logits.shape != targets.shape:
-        raise ValueError(f"expected logits and targets [B, C] of one shape, got "
-                         f"{tuple(logits.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"expected logits and targets [B, C] of one shape, got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
     if num_classes is not None and logits.shape[1] != num_classes:
         raise ValueError(f"logits have {logits.shape[1]} classes, class_counts {num_classes}")
 
@@ -136,8 +138,10 @@ class FocalLoss(nn.Module):
         if gamma < 0:
             raise ValueError(f"focal gamma must be >= 0, got {gamma}")
         if alpha is not None and not 0.0 < alpha < 1.0:
-            raise ValueError(f"focal alpha must be in (0, 1) or None (no alpha-balancing; "
-                             f"FrameStack's alpha=1), got {alpha}")
+            raise ValueError(
+                f"focal alpha must be in (0, 1) or None (no alpha-balancing; "
+                f"FrameStack's alpha=1), got {alpha}"
+            )
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
 
@@ -203,8 +207,7 @@ class LDAMDRWLoss(nn.Module):
     ) -> None:
         super().__init__()
         if max_margin < 0 or scale <= 0:
-            raise ValueError(f"LDAM needs max_margin >= 0 and scale > 0, got {max_margin}, "
-                             f"{scale}")
+            raise ValueError(f"LDAM needs max_margin >= 0 and scale > 0, got {max_margin}, {scale}")
         if drw_epoch is not None and drw_epoch < 0:
             raise ValueError(f"drw_epoch must be >= 0 or None, got {drw_epoch}")
         counts = _clamped_counts(class_counts, "LDAMDRWLoss")
@@ -291,8 +294,10 @@ class EqualizationLoss(nn.Module):
     ) -> None:
         super().__init__()
         if (tail_lambda is None) == (tail_max is None):
-            raise ValueError("EqualizationLoss: set exactly one of tail_lambda (frequency "
-                             "threshold) and tail_max (count threshold)")
+            raise ValueError(
+                "EqualizationLoss: set exactly one of tail_lambda (frequency "
+                "threshold) and tail_max (count threshold)"
+            )
         if not 0.0 <= ignore_prob <= 1.0:
             raise ValueError(f"ignore_prob must be in [0, 1], got {ignore_prob}")
         counts = _raw_counts(class_counts, "EqualizationLoss")

@@ -20,8 +20,7 @@ class FeatureMixup:
     batch). The random state comes from torch's generator, which ``seed_everything`` seeds.
     """
 
-    def __init__(self, alpha: float = 1.0, level: str = "frames", per_sample: bool = False
-                 ) -> None:
+    def __init__(self, alpha: float = 1.0, level: str = "frames", per_sample: bool = False) -> None:
         if level not in ("frames", "embedding"):
             raise ValueError(f"mixup level must be 'frames' or 'embedding', got {level!r}")
         if alpha <= 0:
@@ -42,4 +41,3 @@ class FeatureMixup:
         lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
         lam_y = lam.view(-1, 1).to(y.dtype)
         return lam_x * x + (1 - lam_x) * x[perm], lam_y * y + (1 - lam_y) * y[perm]
-

@@ -28,8 +28,10 @@ def check_composition(cfg: DictConfig) -> None:
     accepted = getattr(method, "strategies", None)
     name = cfg.strategy.get("name")
     if accepted is not None and name is not None and name not in accepted:
-        raise ConfigError(f"strategy={name} does not compose with {method.__name__} "
-                          f"(choose one of: {', '.join(accepted)})")
+        raise ConfigError(
+            f"strategy={name} does not compose with {method.__name__} "
+            f"(choose one of: {', '.join(accepted)})"
+        )
 
 
 def method_config(cfg: DictConfig) -> DictConfig:

@@ -66,8 +66,15 @@ def write_per_class_ap(path: Path, ap: np.ndarray, info: DatasetInfo) -> None:
         writer = csv.writer(f)
         writer.writerow(["class_index", "class_name", "train_count", "group", "ap"])
         for c, value in enumerate(ap):
-            writer.writerow([c, info.class_names[c], int(info.class_counts[c]), groups[c],
-                             f"{float(value):.6f}"])
+            writer.writerow(
+                [
+                    c,
+                    info.class_names[c],
+                    int(info.class_counts[c]),
+                    groups[c],
+                    f"{float(value):.6f}",
+                ]
+            )
 
 
 class PredictionsWriter(L.Callback):
@@ -94,11 +101,20 @@ class PredictionsWriter(L.Callback):
             return
         info = datamodule.info()
         ids = np.asarray(datamodule.store.video_ids(), dtype=str)
-        save_predictions(self.output_dir / f"predictions_{split}.npz", Predictions(
-            index=index, video_ids=ids[index], scores=scores.cpu().numpy(),
-            targets=targets.cpu().numpy() > 0, class_names=np.asarray(info.class_names),
-            class_counts=info.class_counts, head_min=info.head_min, tail_max=info.tail_max,
-            split=split))
+        save_predictions(
+            self.output_dir / f"predictions_{split}.npz",
+            Predictions(
+                index=index,
+                video_ids=ids[index],
+                scores=scores.cpu().numpy(),
+                targets=targets.cpu().numpy() > 0,
+                class_names=np.asarray(info.class_names),
+                class_counts=info.class_counts,
+                head_min=info.head_min,
+                tail_max=info.tail_max,
+                split=split,
+            ),
+        )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate":
@@ -121,8 +137,14 @@ class ResampledTestMetrics(L.Callback):
 
     PREFIX = "test_distribution"
 
-    def __init__(self, info: DatasetInfo, distributions: Sequence[str], repeats: int = 5,
-                 seed: int = 0, size: int | None = None) -> None:
+    def __init__(
+        self,
+        info: DatasetInfo,
+        distributions: Sequence[str],
+        repeats: int = 5,
+        seed: int = 0,
+        size: int | None = None,
+    ) -> None:
         self.info = info
         self.distributions = list(distributions)
         self.repeats = repeats
@@ -134,13 +156,24 @@ class ResampledTestMetrics(L.Callback):
         if metric is None or not self.distributions:
             return
         scores, targets = metric.predictions()
-        results = resampled_metrics(scores.cpu().numpy(), targets.cpu().numpy(),
-                                    self.info.class_counts, self.info.groups,
-                                    self.distributions, repeats=self.repeats, seed=self.seed,
-                                    size=self.size)
-        pl_module.log_dict({f"{self.PREFIX}/{name}/{key}": value
-                            for name, metrics in results.items()
-                            for key, value in metrics.items()}, sync_dist=True)
+        results = resampled_metrics(
+            scores.cpu().numpy(),
+            targets.cpu().numpy(),
+            self.info.class_counts,
+            self.info.groups,
+            self.distributions,
+            repeats=self.repeats,
+            seed=self.seed,
+            size=self.size,
+        )
+        pl_module.log_dict(
+            {
+                f"{self.PREFIX}/{name}/{key}": value
+                for name, metrics in results.items()
+                for key, value in metrics.items()
+            },
+            sync_dist=True,
+        )
 
 
 class WandbClassReport(L.Callback):
@@ -166,43 +199,68 @@ class WandbClassReport(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         test_ap = getattr(pl_module, "per_class_ap", {}).get("test")
         datamodule = getattr(trainer, "datamodule", None)
-        if not loggers or test_ap is None or not trainer.is_global_zero \
-                or not hasattr(datamodule, "info"):
+        if (
+            not loggers
+            or test_ap is None
+            or not trainer.is_global_zero
+            or not hasattr(datamodule, "info")
+        ):
             return
         info = datamodule.info()
         val_ap = pl_module.per_class_ap.get("val")
         loggers[0].experiment.log(self.payload(info, test_ap, val_ap))
 
-    def payload(self, info: DatasetInfo, test_ap: np.ndarray,
-                val_ap: np.ndarray | None) -> dict[str, Any]:
+    def payload(
+        self, info: DatasetInfo, test_ap: np.ndarray, val_ap: np.ndarray | None
+    ) -> dict[str, Any]:
         """The W&B objects to log, by key (``<prefix>/per_class_ap``, ``.../ap_vs_train_count``,
         ``.../train_count_histogram``, ``.../train_counts_ranked``)."""
         import wandb
 
         groups = group_of_classes(info.class_counts, info.head_min, info.tail_max)
-        columns = ["class_index", "class_name", "train_count", "log10_train_count", "group",
-                   "val_ap", "test_ap"]
+        columns = [
+            "class_index",
+            "class_name",
+            "train_count",
+            "log10_train_count",
+            "group",
+            "val_ap",
+            "test_ap",
+        ]
         rows = []
         for c in range(info.num_classes):
             n = int(info.class_counts[c])
-            rows.append([c, info.class_names[c], n, math.log10(n) if n > 0 else None,
-                         str(groups[c]), None if val_ap is None else float(val_ap[c]),
-                         float(test_ap[c])])
+            rows.append(
+                [
+                    c,
+                    info.class_names[c],
+                    n,
+                    math.log10(n) if n > 0 else None,
+                    str(groups[c]),
+                    None if val_ap is None else float(val_ap[c]),
+                    float(test_ap[c]),
+                ]
+            )
         table = wandb.Table(columns=columns, data=rows)
         order = np.argsort(-np.asarray(info.class_counts), kind="stable")
         width = len(str(max(info.num_classes - 1, 0)))
-        ranked = wandb.Table(columns=["rank_class", "train_count"],
-                             data=[[f"{r:0{width}d} {info.class_names[c]}",
-                                    int(info.class_counts[c])] for r, c in enumerate(order)])
+        ranked = wandb.Table(
+            columns=["rank_class", "train_count"],
+            data=[
+                [f"{r:0{width}d} {info.class_names[c]}", int(info.class_counts[c])]
+                for r, c in enumerate(order)
+            ],
+        )
         p = self.prefix
         return {
             f"{p}/per_class_ap": table,
             f"{p}/ap_vs_train_count": wandb.plot.scatter(
-                table, "log10_train_count", "test_ap",
-                title="test AP vs training count (log10)"),
+                table, "log10_train_count", "test_ap", title="test AP vs training count (log10)"
+            ),
             f"{p}/train_count_histogram": wandb.plot.histogram(
-                table, "log10_train_count", title="classes by training count (log10)"),
+                table, "log10_train_count", title="classes by training count (log10)"
+            ),
             f"{p}/train_counts_ranked": wandb.plot.bar(
-                ranked, "rank_class", "train_count",
-                title="training videos per class, sorted"),
+                ranked, "rank_class", "train_count", title="training videos per class, sorted"
+            ),
         }

@@ -37,8 +37,7 @@ log = logging.getLogger("vltr.training.evaluate")
 def load_run_config(ckpt_path: str | Path, allowed_targets: Sequence[str] = ()) -> DictConfig:
     """The run config stored in a vltr checkpoint, read weights-only and checked
     (:func:`vltr.training.checkpoints.stored_run_config`)."""
-    return stored_run_config(load_checkpoint(ckpt_path, "ckpt_path"), ckpt_path,
-                             allowed_targets)
+    return stored_run_config(load_checkpoint(ckpt_path, "ckpt_path"), ckpt_path, allowed_targets)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -56,9 +55,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(run_cfg):
         if cfg.get("dataset") is not None:
             # resolve the new dataset node against this eval's features (or the run's)
-            scope = OmegaConf.create({"paths": cfg.paths, "features": cfg.features
-                                      if cfg.get("features") is not None else run_cfg.features,
-                                      "dataset": cfg.dataset})
+            scope = OmegaConf.create(
+                {
+                    "paths": cfg.paths,
+                    "features": cfg.features
+                    if cfg.get("features") is not None
+                    else run_cfg.features,
+                    "dataset": cfg.dataset,
+                }
+            )
             run_cfg.dataset = OmegaConf.to_container(scope.dataset, resolve=True)
             run_cfg.features = OmegaConf.to_container(scope.features, resolve=True)
         # this evaluation's own folders: a synthetic dataset is cached in this run's data_dir,
@@ -73,43 +78,65 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     info = datamodule.info()
     model = build_module(run_cfg, info)
     # another class count or feature dim: one line here, not a size-mismatch traceback later
-    check_weights_fit(ckpt["state_dict"], model, ckpt_path, "ckpt_path", strict=True,
-                      data=f"{info.num_classes} classes, {info.dim}-dim features")
+    check_weights_fit(
+        ckpt["state_dict"],
+        model,
+        ckpt_path,
+        "ckpt_path",
+        strict=True,
+        data=f"{info.num_classes} classes, {info.dim}-dim features",
+    )
     del ckpt
     callbacks: list[Any] = [PerClassAPWriter(str(output_dir), info)]
     if options["distributions"]:
-        callbacks.append(ResampledTestMetrics(info, options["distributions"], options["repeats"],
-                                              options["seed"], options["size"]))
+        callbacks.append(
+            ResampledTestMetrics(
+                info, options["distributions"], options["repeats"], options["seed"], options["size"]
+            )
+        )
     trainer = instantiate(run_cfg.trainer, logger=False, callbacks=callbacks)
     resampled: dict[str, dict[str, float]] = {}
     results: dict[str, Any] = {}
     for split in cfg.splits:
         if split == "val":
-            out = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path,
-                                   verbose=False, weights_only=True)
+            out = trainer.validate(
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+            )
         elif split == "test":
-            out = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path,
-                               verbose=False, weights_only=True)
+            out = trainer.test(
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+            )
         else:
             raise ConfigError(f"splits: unknown split {split!r} (use val, test)")
         prefix = f"{split}/"
-        results[split] = {k[len(prefix):]: float(v) for r in out for k, v in r.items()
-                          if k.startswith(prefix)}
+        results[split] = {
+            k[len(prefix) :]: float(v) for r in out for k, v in r.items() if k.startswith(prefix)
+        }
         if split == "test":
             resampled = _resampled_results(out, options["distributions"])
     if trainer.is_global_zero:
         extra: dict[str, Any] = {}
         table = format_table(results)
         if resampled:
-            extra = {"test_distribution": resampled, "test_distribution_settings": {
-                "repeats": options["repeats"], "seed": options["seed"],
-                "size": options["size"], "primary_class": "rarest positive by training count"}}
+            extra = {
+                "test_distribution": resampled,
+                "test_distribution_settings": {
+                    "repeats": options["repeats"],
+                    "seed": options["seed"],
+                    "size": options["size"],
+                    "primary_class": "rarest positive by training count",
+                },
+            }
             size = f"{options['size']} videos" if options["size"] else "the split's size"
-            table += (f"\n\ntest split resampled to class distributions (mean of "
-                      f"{options['repeats']} sets of {size}; std in metrics.json)\n"
-                      + format_table(resampled))
-        write_json_atomic(output_dir / "metrics.json", {"ckpt_path": ckpt_path,
-                                                        "dataset": info.name, **results, **extra})
+            table += (
+                f"\n\ntest split resampled to class distributions (mean of "
+                f"{options['repeats']} sets of {size}; std in metrics.json)\n"
+                + format_table(resampled)
+            )
+        write_json_atomic(
+            output_dir / "metrics.json",
+            {"ckpt_path": ckpt_path, "dataset": info.name, **results, **extra},
+        )
         print(f"\n{info.name} ({ckpt_path})\n{table}\noutputs: {output_dir}", flush=True)
     if resampled:
         results["test_distribution"] = resampled
@@ -130,8 +157,12 @@ def _resample_options(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"eval.resample_repeats: must be >= 1, got {repeats}")
     if size is not None and int(size) < 1:
         raise ConfigError(f"eval.resample_size: must be >= 1 or null, got {size}")
-    return {"distributions": distributions, "repeats": repeats, "seed": int(opts.get("seed", 0)),
-            "size": None if size is None else int(size)}
+    return {
+        "distributions": distributions,
+        "repeats": repeats,
+        "seed": int(opts.get("seed", 0)),
+        "size": None if size is None else int(size),
+    }
 
 
 def _resampled_results(out: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
@@ -142,6 +173,6 @@ def _resampled_results(out: list[dict[str, Any]], names: list[str]) -> dict[str,
     for r in out:
         for key, value in r.items():
             if key.startswith(prefix):
-                name, metric = key[len(prefix):].split("/", 1)
+                name, metric = key[len(prefix) :].split("/", 1)
                 found.setdefault(name, {})[metric] = float(value)
     return {name: found[name] for name in names if name in found}

@@ -62,5 +62,8 @@ class SweepFailures(Callback):
         failed = [job / FAILED_JOB_FILE for job in jobs if (job / FAILED_JOB_FILE).is_file()]
         _FAILED[:] = failed
         if failed:
-            print(f"{len(failed)} of {len(jobs)} jobs failed: "
-                  + ", ".join(str(p) for p in failed), file=sys.stderr, flush=True)
+            print(
+                f"{len(failed)} of {len(jobs)} jobs failed: " + ", ".join(str(p) for p in failed),
+                file=sys.stderr,
+                flush=True,
+            )

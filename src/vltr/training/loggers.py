@@ -91,8 +91,16 @@ def wandb_logger(
     # mode goes to wandb.init explicitly, "offline" too: Lightning's offline flag only sets
     # WANDB_MODE, which W&B ignores once its settings are loaded (wandb_has_credentials loads
     # them), and the run would then ask for a login
-    return WandbLogger(project=project, name=name, group=group, tags=list(tags),
-                       save_dir=save_dir, offline=mode == "offline", mode=mode, **kwargs)
+    return WandbLogger(
+        project=project,
+        name=name,
+        group=group,
+        tags=list(tags),
+        save_dir=save_dir,
+        offline=mode == "offline",
+        mode=mode,
+        **kwargs,
+    )
 
 
 def finish_wandb() -> None:
@@ -154,8 +162,14 @@ def read_wandb_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     files = sorted(root.glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file")
-    out: dict[str, Any] = {"run": {}, "history": [], "summary": {}, "config": {},
-                           "tables": {}, "charts": {}}
+    out: dict[str, Any] = {
+        "run": {},
+        "history": [],
+        "summary": {},
+        "config": {},
+        "tables": {},
+        "charts": {},
+    }
 
     def key_of(item: Any) -> str:
         return item.key or "/".join(item.nested_key)
@@ -165,13 +179,16 @@ def read_wandb_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         fields: dict[tuple[str, ...], dict[str, Any]] = {}
         for i in items:
             if len(i.nested_key) >= 2:
-                fields.setdefault(tuple(i.nested_key[:-1]), {})[i.nested_key[-1]] = \
-                    json.loads(i.value_json)
+                fields.setdefault(tuple(i.nested_key[:-1]), {})[i.nested_key[-1]] = json.loads(
+                    i.value_json
+                )
         for prefix, value in fields.items():
             if value.get("_type") == "table-file" and "path" in value:
                 table = json.loads((root / "files" / value["path"]).read_text())
-                out["tables"]["/".join(prefix)] = {"columns": table["columns"],
-                                                   "data": table["data"]}
+                out["tables"]["/".join(prefix)] = {
+                    "columns": table["columns"],
+                    "data": table["data"],
+                }
 
     for raw in _wandb_records(files[0]):
         record = pb.Record()
@@ -179,13 +196,19 @@ def read_wandb_offline_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run
-            out["run"] = {"id": r.run_id, "name": r.display_name, "project": r.project,
-                          "group": r.run_group, "tags": list(r.tags)}
+            out["run"] = {
+                "id": r.run_id,
+                "name": r.display_name,
+                "project": r.project,
+                "group": r.run_group,
+                "tags": list(r.tags),
+            }
             for i in r.config.update:  # wandb.init(config=...)
                 out["config"][key_of(i)] = json.loads(i.value_json)
         elif kind == "history":
-            out["history"].append({key_of(i): json.loads(i.value_json)
-                                   for i in record.history.item})
+            out["history"].append(
+                {key_of(i): json.loads(i.value_json) for i in record.history.item}
+            )
             collect_tables(record.history.item)
         elif kind == "summary":
             for i in record.summary.update:

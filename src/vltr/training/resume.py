@@ -47,8 +47,11 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str | Path) -> str 
     last = str(ckpt_path) == LAST
     path = Path(checkpoint_dir) / "last.ckpt" if last else Path(str(ckpt_path))
     if not path.is_file():
-        hint = (" (ckpt_path=last resumes the run in hydra.run.dir=<its output directory>)"
-                if last else " (ckpt_path)")
+        hint = (
+            " (ckpt_path=last resumes the run in hydra.run.dir=<its output directory>)"
+            if last
+            else " (ckpt_path)"
+        )
         raise StoreError(f"{path}: no such checkpoint{hint}")
     return str(path)
 
@@ -81,8 +84,7 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
     out = dict(state)
     if "numpy" in out:
         kind, keys, pos, has_gauss, cached = out["numpy"]
-        out["numpy"] = [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss),
-                        float(cached)]
+        out["numpy"] = [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]
     out["python"] = [out["python"][0], list(out["python"][1]), out["python"][2]]
     return out
 

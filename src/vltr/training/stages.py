@@ -60,7 +60,10 @@ def run_stages(cfg: DictConfig, run: StageRunner) -> tuple[dict[str, Any], dict[
         stage_dir = output_dir / f"stage{k}"
         log.info("stage %d of %d (from %s) -> %s", k, len(stages), init or "scratch", stage_dir)
         result = run(stage_config(cfg, overrides, stage_dir), stage_dir, init)
-        per_stage[f"stage{k}"] = {"val": result["val"], "test": result["test"],
-                                  "best_ckpt": result["best_ckpt"]}
+        per_stage[f"stage{k}"] = {
+            "val": result["val"],
+            "test": result["test"],
+            "best_ckpt": result["best_ckpt"],
+        }
         init = result["best_ckpt"]
     return result, per_stage

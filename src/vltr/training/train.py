@@ -48,8 +48,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return _train_stage(cfg, output_dir, cfg.get("init_ckpt"))
     result, per_stage = run_stages(cfg, _train_stage)
     if rank_zero_only.rank == 0:
-        write_json_atomic(output_dir / "metrics.json", {**_summary(cfg, result),
-                                                         "stages": per_stage})
+        write_json_atomic(
+            output_dir / "metrics.json", {**_summary(cfg, result), "stages": per_stage}
+        )
     return result
 
 
@@ -69,21 +70,27 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
         _load_weights(model, init_state, str(init_ckpt), info)
     if resume_state is not None:
         # another class count or feature dim: one line here, not a traceback inside Lightning
-        check_weights_fit(resume_state, model, str(resume_from), "ckpt_path", strict=True,
-                          data=_describe(info))
+        check_weights_fit(
+            resume_state, model, str(resume_from), "ckpt_path", strict=True, data=_describe(info)
+        )
     del resume_state, init_state
 
     loggers = build_loggers(cfg.get("logger"))
     callbacks = build_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks += [RunConfigInCheckpoint(resolved), PerClassAPWriter(str(output_dir), info),
-                  RandomStateInCheckpoint()]
+    callbacks += [
+        RunConfigInCheckpoint(resolved),
+        PerClassAPWriter(str(output_dir), info),
+        RandomStateInCheckpoint(),
+    ]
     # a bar only on a terminal; otherwise log lines (and no bar callback to conflict with
     # trainer.enable_progress_bar=false)
-    callbacks, show_bar = configure_progress(callbacks,
-                                             cfg.trainer.get("enable_progress_bar", True))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     enable_progress_bar=show_bar)
+    callbacks, show_bar = configure_progress(
+        callbacks, cfg.trainer.get("enable_progress_bar", True)
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=show_bar
+    )
     for lg in loggers:
         lg.log_hyperparams(_flat_hparams(resolved))
 
@@ -96,10 +103,18 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
             log.warning("no best checkpoint (no checkpoint callback?): evaluating last weights")
         result["best_ckpt"] = best
         if cfg.get("test", True):
-            result["val"] = _only(trainer.validate(model, datamodule=datamodule, ckpt_path=best,
-                                                   verbose=False, weights_only=True), "val/")
-            result["test"] = _only(trainer.test(model, datamodule=datamodule, ckpt_path=best,
-                                                verbose=False, weights_only=True), "test/")
+            result["val"] = _only(
+                trainer.validate(
+                    model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
+                ),
+                "val/",
+            )
+            result["test"] = _only(
+                trainer.test(
+                    model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
+                ),
+                "test/",
+            )
         _report(output_dir, cfg, info, result)
         return result
     finally:
@@ -117,13 +132,16 @@ def _load_weights(model: L.LightningModule, state: dict[str, Any], path: str, in
     """Initialise ``model`` from a checkpoint's weights (non-strict: a later stage may add
     modules); the keys that matched are logged, a checkpoint that matches nothing or whose
     weights have other shapes is an error."""
-    loaded = check_weights_fit(state, model, path, "init_ckpt", strict=False,
-                               data=_describe(info))
+    loaded = check_weights_fit(state, model, path, "init_ckpt", strict=False, data=_describe(info))
     if loaded == 0:
         raise ConfigError(f"{path}: no weight of this checkpoint fits the model (init_ckpt)")
     result = model.load_state_dict(state, strict=False)
-    log.info("initialised %d tensors from %s (%d new in this model)", loaded, path,
-             len(result.missing_keys))
+    log.info(
+        "initialised %d tensors from %s (%d new in this model)",
+        loaded,
+        path,
+        len(result.missing_keys),
+    )
 
 
 def _describe(info: Any) -> str:
@@ -134,25 +152,39 @@ def _describe(info: Any) -> str:
 def _warn_classes_without_training_videos(info: Any) -> None:
     """Once per run: classes that no training video carries are still scored (their AP counts
     in the tail group), but nothing was learned for them."""
-    missing = [name for name, n in zip(info.class_names, info.class_counts, strict=True)
-               if n == 0]
+    missing = [name for name, n in zip(info.class_names, info.class_counts, strict=True) if n == 0]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
-                                          if len(missing) > 10 else "")
-        log.warning("%s: %d class(es) have no training videos: %s (they are evaluated, in the "
-                    "tail group, but cannot be learned)", info.name, len(missing), shown)
+        shown = ", ".join(missing[:10]) + (
+            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
+        log.warning(
+            "%s: %d class(es) have no training videos: %s (they are evaluated, in the "
+            "tail group, but cannot be learned)",
+            info.name,
+            len(missing),
+            shown,
+        )
 
 
 def _only(results: list[dict[str, float]], prefix: str) -> dict[str, float]:
     merged: dict[str, float] = {}
     for r in results:
-        merged.update({k[len(prefix):]: float(v) for k, v in r.items() if k.startswith(prefix)})
+        merged.update({k[len(prefix) :]: float(v) for k, v in r.items() if k.startswith(prefix)})
     return merged
 
 
 def _flat_hparams(resolved: dict[str, Any]) -> dict[str, Any]:
-    keep = ("dataset", "features", "aggregator", "strategy", "method", "seed", "run_name",
-            "tags", "trainer")
+    keep = (
+        "dataset",
+        "features",
+        "aggregator",
+        "strategy",
+        "method",
+        "seed",
+        "run_name",
+        "tags",
+        "trainer",
+    )
     return {k: resolved[k] for k in keep if k in resolved}
 
 
@@ -172,8 +204,10 @@ def run_description(cfg: DictConfig) -> dict[str, Any]:
             desc["job_num"] = int(hc.job.num)
     # the same ratio W&B tags (ir:...): the load-time subsampling, else a synthetic dataset's
     # generated ratio; None for a store's own split
-    ratio = imbalance_ratio(OmegaConf.select(cfg, "dataset.imbalance_ratio"),
-                            OmegaConf.select(cfg, "dataset.synthetic.imbalance_ratio"))
+    ratio = imbalance_ratio(
+        OmegaConf.select(cfg, "dataset.imbalance_ratio"),
+        OmegaConf.select(cfg, "dataset.synthetic.imbalance_ratio"),
+    )
     desc["imbalance_ratio"] = None if ratio == "natural" else ratio
     desc["seed"] = cfg.get("seed")
     desc["max_epochs"] = cfg.trainer.get("max_epochs")
@@ -206,7 +240,10 @@ def _report(output_dir: Path, cfg: DictConfig, info: Any, result: dict[str, Any]
     write_json_atomic(output_dir / "metrics.json", payload)
     if result["val"] or result["test"]:
         table = format_table({k: result[k] for k in ("val", "test") if result[k]})
-        print(f"\n{info.name}: {info.num_classes} classes, groups head/medium/tail = "
-              f"{groups['head']}/{groups['medium']}/{groups['tail']} "
-              f"(best checkpoint on {payload['selected_on']})\n{table}\n"
-              f"outputs: {output_dir}", flush=True)
+        print(
+            f"\n{info.name}: {info.num_classes} classes, groups head/medium/tail = "
+            f"{groups['head']}/{groups['medium']}/{groups['tail']} "
+            f"(best checkpoint on {payload['selected_on']})\n{table}\n"
+            f"outputs: {output_dir}",
+            flush=True,
+        )

@@ -9,8 +9,9 @@ import torch.distributed as dist
 _CHUNK_BYTES = 32 * 2**20  # bytes per rank per gather message
 
 
-def gather_rows(local: torch.Tensor, dst: int = 0, chunk_rows: int | None = None
-                ) -> list[np.ndarray] | None:
+def gather_rows(
+    local: torch.Tensor, dst: int = 0, chunk_rows: int | None = None
+) -> list[np.ndarray] | None:
     """Collect every rank's ``[n_r, W]`` uint8 rows on ``dst``; ``n_r`` may differ by rank.
 
     Returns the rows as numpy arrays in rank order on ``dst``, ``None`` on other ranks. Sent in
@@ -19,8 +20,11 @@ def gather_rows(local: torch.Tensor, dst: int = 0, chunk_rows: int | None = None
     (gloo) send from the CPU.
     """
     world, rank = dist.get_world_size(), dist.get_rank()
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     width = local.shape[1]
     size = torch.tensor([local.shape[0]], dtype=torch.long, device=device)
     sizes_t = [torch.zeros_like(size) for _ in range(world)]
@@ -33,8 +37,11 @@ def gather_rows(local: torch.Tensor, dst: int = 0, chunk_rows: int | None = None
         send = torch.zeros(m, width, dtype=torch.uint8, device=device)
         part = local[start : start + m]
         send[: len(part)] = part.to(device)
-        recv = ([torch.empty(m, width, dtype=torch.uint8, device=device) for _ in range(world)]
-                if rank == dst else None)
+        recv = (
+            [torch.empty(m, width, dtype=torch.uint8, device=device) for _ in range(world)]
+            if rank == dst
+            else None
+        )
         dist.gather(send, recv, dst=dst)
         if recv is not None:
             for r in range(world):

@@ -27,7 +27,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-
 class PercentLines:
     """Progress of a long job as lines, every ``every`` percent::
 
