@@ -146,6 +146,18 @@ def rows() -> list[Row]:
             "move", "(g) MOVE without calibration", [*MOVE, "method.calibration=false"], "(g) MOVE"
         ),
         Row("move", "(g) MOVE", MOVE, "(d) bce / move_dual"),
+        # MOVE's own learning rate (appendix: Adam 1e-3) with its BCE control at that rate
+        Row(
+            "move",
+            "(d) bce / move_dual, lr 1e-3",
+            ["strategy=bce", *MOVE_DUAL, *NONLINEAR_HEAD, "schedule.optimizer.lr=1e-3"],
+        ),
+        Row(
+            "move",
+            "(g) MOVE, lr 1e-3",
+            [*MOVE, "schedule.optimizer.lr=1e-3"],
+            "(d) bce / move_dual, lr 1e-3",
+        ),
     ]
     out += [
         Row("medc", "bce / nonlinear", ["strategy=bce", *NONLINEAR, *LINEAR_HEAD]),
@@ -212,7 +224,12 @@ def job_overrides(row: Row, seed: int, epochs: int, lr: float, out: Path) -> lis
         *row.overrides,
         f"seed={seed}",
         f"trainer.max_epochs={epochs}",
-        f"schedule.optimizer.lr={lr}",
+        # a row may set its own learning rate (MOVE's paper lr against BCE at the same lr)
+        *(
+            []
+            if any(o.startswith("schedule.optimizer.lr=") for o in row.overrides)
+            else [f"schedule.optimizer.lr={lr}"]
+        ),
         "logger=csv",
         # in-process loading: the job is one single-thread process (pool workers are
         # daemons, which may not start DataLoader workers)
