@@ -149,14 +149,14 @@ def rows() -> list[Row]:
         # MOVE's own learning rate (appendix: Adam 1e-3) with its BCE control at that rate
         Row(
             "move",
-            "(d) bce / move_dual, lr 1e-3",
+            "(d) bce / move_dual at lr 1e-3",
             ["strategy=bce", *MOVE_DUAL, *NONLINEAR_HEAD, "schedule.optimizer.lr=1e-3"],
         ),
         Row(
             "move",
-            "(g) MOVE, lr 1e-3",
+            "(g) MOVE at lr 1e-3",
             [*MOVE, "schedule.optimizer.lr=1e-3"],
-            "(d) bce / move_dual, lr 1e-3",
+            "(d) bce / move_dual at lr 1e-3",
         ),
     ]
     out += [
