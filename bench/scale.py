@@ -496,8 +496,8 @@ def main() -> None:
         finally:
             if not args.keep:
                 path.unlink(missing_ok=True)
-    report(rows, args)
     print(f"\ntotal {time.perf_counter() - t_start:.0f}s, load average {os.getloadavg()[0]:.2f}")
+    report(rows, args)  # ends with the headline ratios: the last line
 
 
 if __name__ == "__main__":
