@@ -25,7 +25,10 @@ from torch import nn
 
 
 class BinaryCrossEntropy(nn.Module):
-    """Sigmoid BCE averaged over samples and classes (the VideoLT baseline's loss)."""
+    """Sigmoid BCE averaged over samples and classes (the VideoLT baseline's loss).
+
+    ``class_counts`` is accepted and not used: every strategy's loss is built with the
+    training counts (:func:`vltr.training.builders.build_setup`), and BCE needs none."""
 
     def __init__(self, class_counts: Sequence[int] | None = None) -> None:
         super().__init__()

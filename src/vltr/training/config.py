@@ -88,8 +88,6 @@ class TrainSchema:
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
-    # groups that later issues add (hparams_search, launcher settings) live under these
-    extras: Any = None
 
 
 @dataclass
