@@ -205,6 +205,18 @@ def rows() -> list[Row]:
     return out
 
 
+# the README's summary: each method's full row against its control (same aggregator, head and
+# schedule), (table, row)
+HEADLINES = [
+    ("strategies", "ldam_drw / nonlinear"),
+    ("strategies", "cbs / move_dual"),
+    ("framestack", "framestack eta=0.5"),
+    ("move", "(g) MOVE"),
+    ("move", "(g) MOVE at lr 1e-3"),
+    ("medc", "MEDC"),
+    ("meid", "MEID"),
+]
+
 TABLE_TITLES = {
     "strategies": "Image-LT strategies on the non-linear baseline (linear head) and on MOVE's "
     "dual aggregator (non-linear head)",
@@ -305,6 +317,33 @@ def table(section: str, rows_: list[Row], results: dict[str, list[dict]]) -> str
                 )
                 delta = f"{d:+.3f} ({row.control})"
         lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {delta} | {len(runs)} |")
+    return "\n".join(lines)
+
+
+def summary(rows_: list[Row], results: dict[str, list[dict]]) -> str:
+    """Each headline row against its control: tail and overall mAP, mean ± std over seeds."""
+    by_key = {f"{r.table}/{r.name}": r for r in rows_}
+    lines = [
+        "| method | control (same aggregator, head, schedule) | All | Tail | control All "
+        "| control Tail | Δ tail | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for table_, name in HEADLINES:
+        row = by_key.get(f"{table_}/{name}")
+        if row is None or row.control is None:
+            continue
+        runs = results.get(f"{table_}/{name}", [])
+        ctrl = results.get(f"{table_}/{row.control}", [])
+        if not runs or not ctrl:
+            continue
+        d = statistics.mean(r["mAP_tail"] for r in runs) - statistics.mean(
+            r["mAP_tail"] for r in ctrl
+        )
+        lines.append(
+            f"| {name} | {row.control} | {fmt([r['mAP'] for r in runs])} | "
+            f"{fmt([r['mAP_tail'] for r in runs])} | {fmt([r['mAP'] for r in ctrl])} | "
+            f"{fmt([r['mAP_tail'] for r in ctrl])} | {d:+.3f} | {len(runs)} / {len(ctrl)} |"
+        )
     return "\n".join(lines)
 
 
@@ -428,9 +467,19 @@ def main() -> int:
         + f"runs in `{shown}`."
     )
     text = header + "\n\n" + body
+    short = summary(selected, results)
     if (not only and not names) or args.report:
-        write_text_atomic(Path(args.out), "# Results on the synthetic dataset\n\n" + text + "\n")
-        replace_block(Path(args.readme), text, "results")
+        write_text_atomic(
+            Path(args.out),
+            "# Results on the synthetic dataset\n\n"
+            + header
+            + "\n\n### Summary\n\n"
+            + short
+            + "\n\n"
+            + body
+            + "\n",
+        )
+        replace_block(Path(args.readme), header + "\n\n" + short, "results")
     else:
         print("ablations: a subset was run; docs and README left unchanged", file=sys.stderr)
     print(text)
