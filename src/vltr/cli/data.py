@@ -9,6 +9,9 @@
 The videolt, minikinetics200 and charades imports write, by default, where training reads:
 the path ``vltr-train dataset=<dataset> features=<backbone>`` opens; they print the exact
 ``vltr-train`` command that uses the store.
+
+Longer than most modules: every vltr-data subcommand's arguments and help text sit here, so that
+the command line reads in one place; the work is in vltr.data.
 """
 
 from __future__ import annotations

@@ -94,6 +94,9 @@ undoes), ``sigma = 3``, ``gamma = 0.5``, ``omega ~ Beta(2, 2) + 1``, the discret
 size including both ends, the labels of eq. 12 clamped to ``[0, 1]`` (so even an unmixed
 positive of the most frequent class has target ``gamma``), one BCE loss on the interpolated
 batch (Algorithm 1), unmasked evaluation on all frames.
+
+Longer than most modules: the docstring lists every difference between MOVE's paper and its
+released code with the choice made, next to the code it explains.
 """
 
 from __future__ import annotations
