@@ -366,6 +366,12 @@ def main() -> int:
     p.add_argument("--only", default="", help="comma-separated tables: " + ",".join(TABLE_TITLES))
     p.add_argument("--rows", default="", help="comma-separated row names (within --only)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--seed-from",
+        type=int,
+        default=0,
+        help="run seeds seed-from .. seeds-1 only (e.g. more seeds for some rows)",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--jobs", type=int, default=2)
@@ -410,6 +416,8 @@ def main() -> int:
         run_dir = earlier[0] if earlier else runs_dir / f"{slug}-{digest}"
         for seed in range(args.seeds):
             out = run_dir / f"seed{seed}"
+            if seed < args.seed_from and not (out / "metrics.json").is_file():
+                continue
             if (out / "metrics.json").is_file():
                 runs[same].append(json.loads((out / "metrics.json").read_text())["test"])
                 done += 1
