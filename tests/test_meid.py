@@ -386,7 +386,11 @@ def frame_store(path: Path, n: int = 12, t: int = 10, d: int = 3) -> tuple[Path,
     return path, x
 
 
-def test_training_motion_rows_are_true_adjacent_differences(tmp_path: Path) -> None:
+# in process; a worker writing into the shared batch buffers; the train split resident in memory
+@pytest.mark.parametrize("workers,resident", [(0, None), (1, None), (0, "cpu")])
+def test_training_motion_rows_are_true_adjacent_differences(
+    tmp_path: Path, workers: int, resident: str | None
+) -> None:
     path, x = frame_store(tmp_path / "frames.h5")
     t = x.shape[1]
     dm = VideoFeatureDataModule(
@@ -394,8 +398,9 @@ def test_training_motion_rows_are_true_adjacent_differences(tmp_path: Path) -> N
         path=str(path),
         clip_frames=30,
         batch_size=12,
-        num_workers=0,
+        num_workers=workers,
         next_frames=True,
+        resident=resident,
         groups={"head_min": 5, "tail_max": 1},
     )
     dm.setup("fit")
