@@ -93,7 +93,8 @@ GROUP_HELP = {
     "hparams_search": "an Optuna study over the run's settings (with -m)",
     "paths": "where data is cached and runs are written",
 }
-HIDDEN_GROUPS = ("hydra", "experiment")
+# method_data: a method's dataset keys, chosen by the method config itself
+HIDDEN_GROUPS = ("hydra", "experiment", "method_data")
 
 
 def config_groups_help() -> str:
