@@ -296,7 +296,7 @@ def _run_job(
 
 def fmt(values: list[float]) -> str:
     if not values:
-        return "failed"
+        return "—"  # not run (yet), or failed: the log says which
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
