@@ -477,16 +477,17 @@ def main() -> int:
     text = header + "\n\n" + body
     short = summary(selected, results)
     if (not only and not names) or args.report:
-        write_text_atomic(
-            Path(args.out),
-            "# Results on the synthetic dataset\n\n"
-            + header
-            + "\n\n### Summary\n\n"
-            + short
-            + "\n\n"
-            + body
-            + "\n",
-        )
+        tables = header + "\n\n### Summary\n\n" + short + "\n\n" + body
+        out = Path(args.out)
+        if out.is_file() and "<!-- tables:start -->" in out.read_text():
+            replace_block(out, tables, "tables")  # the page's own text around it stays
+        else:
+            write_text_atomic(
+                out,
+                "# Results on the synthetic dataset\n\n<!-- tables:start -->\n"
+                + tables
+                + "\n<!-- tables:end -->\n",
+            )
         replace_block(Path(args.readme), header + "\n\n" + short, "results")
     else:
         print("ablations: a subset was run; docs and README left unchanged", file=sys.stderr)
