@@ -161,6 +161,14 @@ def rows() -> list[Row]:
     ]
     out += [
         Row("medc", "bce / nonlinear", ["strategy=bce", *NONLINEAR, *LINEAR_HEAD]),
+        # BCE on MEDC's own architecture (one expert's Gaussian embedding head over the shared
+        # encoder, natural data, no sorting or region loss): what the architecture gives alone
+        Row(
+            "medc",
+            "BCE on one MEDC expert",
+            [*MEDC, "method.experts=[long_tailed]", "method.lambda_mu=0", "method.lambda_sigma=0"],
+            "bce / nonlinear",
+        ),
         Row(
             "medc",
             "MEDC, long-tailed expert",
