@@ -200,6 +200,13 @@ def rows() -> list[Row]:
             [*MEID, "method.stages=[{method:{stage:1}}]"],
             "focal / frame_attention",
         ),
+        # stage 1 without eq. 13's distillation term: the control's model, trained the MEID way
+        Row(
+            "meid",
+            "MEID stage 1 without distillation",
+            [*MEID, "method.stages=[{method:{stage:1}}]", "method.distill_weight=0"],
+            "MEID stage 1",
+        ),
         Row("meid", "MEID without distillation", [*MEID, "method.distill_weight=0"], "MEID"),
         Row(
             "meid",
