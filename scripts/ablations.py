@@ -207,6 +207,12 @@ def rows() -> list[Row]:
             [*MEID, "method.stages=[{method:{stage:1}}]", "method.distill_weight=0"],
             "MEID stage 1",
         ),
+        Row(
+            "meid",
+            "MEID stage 1 at distillation weight 0.01",
+            [*MEID, "method.stages=[{method:{stage:1}}]", "method.distill_weight=0.01"],
+            "MEID stage 1",
+        ),
         Row("meid", "MEID without distillation", [*MEID, "method.distill_weight=0"], "MEID"),
         Row(
             "meid",
