@@ -171,6 +171,18 @@ def rows() -> list[Row]:
         ),
         Row(
             "medc",
+            "BCE on one MEDC expert without prior bias init",
+            [
+                *MEDC,
+                "method.experts=[long_tailed]",
+                "method.lambda_mu=0",
+                "method.lambda_sigma=0",
+                "method.prior_bias_init=false",
+            ],
+            "BCE on one MEDC expert",
+        ),
+        Row(
+            "medc",
             "MEDC, long-tailed expert",
             [*MEDC, "method.experts=[long_tailed]"],
             "bce / nonlinear",
