@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from vltr.data.datamodule import VideoBatch
+from vltr.data.longtail import label_distribution
 from vltr.evaluation.metrics import VideoLTMetrics
+from vltr.models.heads import init_prior_bias
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -102,7 +104,10 @@ class VideoRecognitionModule(L.LightningModule):
     def build_classifier(self, setup: MethodSetup) -> nn.Module | None:
         """The head on the aggregator's output; a method whose experts carry their own heads
         (MEDC) returns None, so that no parameter goes unused."""
-        return setup.classifier(setup.aggregator.output_dim)
+        head = setup.classifier(setup.aggregator.output_dim)
+        if getattr(head, "prior_bias_init", False):
+            init_prior_bias(head, label_distribution(setup.class_counts))
+        return head
 
     # -- model
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

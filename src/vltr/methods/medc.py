@@ -76,6 +76,7 @@ from vltr.data.datamodule import VideoBatch
 from vltr.data.longtail import label_distribution, reversed_by_rank
 from vltr.data.samplers import ClassAwareSampler
 from vltr.methods.base import MethodSetup, VideoRecognitionModule
+from vltr.models.heads import init_prior_bias
 from vltr.models.medc import MEDCExperts, MEDCOutput, mean_sigmoid_logits
 from vltr.strategies.losses import BinaryCrossEntropy
 
@@ -395,12 +396,8 @@ class MEDCModule(VideoRecognitionModule):
             # zero-mean means cannot shift every logit down together, and Adam moves a bias by
             # at most ~lr per step, so from 0 the priors (logit(1/C) and below) take thousands
             # of steps to reach
-            with torch.no_grad():
-                for expert, name in zip(self.experts.experts, names, strict=True):
-                    prior = expert_distribution(name, counts, inverse_prior).clamp(1e-6, 1 - 1e-6)
-                    output_layer(expert.classifier).bias.copy_(
-                        torch.log(prior) - torch.log1p(-prior)
-                    )
+            for expert, name in zip(self.experts.experts, names, strict=True):
+                init_prior_bias(expert.classifier, expert_distribution(name, counts, inverse_prior))
         lam = (lambdas / lambdas.sum()).tolist()
         self.lambda_mu, self.lambda_cls, self.lambda_sigma = (float(v) for v in lam)
         self.sort_temperature = float(sort_temperature)
@@ -583,17 +580,6 @@ class MEDCModule(VideoRecognitionModule):
                     f"expert's class distribution (inverse_prior="
                     f"{self.inverse_prior}); check dataset.train_streams.{name}"
                 )
-
-
-def output_layer(classifier: nn.Module) -> nn.Linear:
-    """The last ``Linear`` of a classifier head (its bias is the logits' offset)."""
-    layers = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
-    if not layers or layers[-1].bias is None:
-        raise ValueError(
-            f"MEDC: the head {type(classifier).__name__} ends in no Linear with a "
-            "bias to start at the class prior (method.prior_bias_init=false)"
-        )
-    return layers[-1]
 
 
 def _batch_size(batch: VideoBatch | Mapping[str, VideoBatch]) -> int:
