@@ -513,9 +513,9 @@ def main() -> int:
     sections = [s for s in TABLE_TITLES if any(r.table == s for r in selected)]
     body = "\n\n".join(table(s, [r for r in selected if r.table == s], results) for s in sections)
     try:
-        shown = runs_dir.relative_to(ROOT)
-    except ValueError:
-        shown = runs_dir
+        where = f"runs in `{runs_dir.relative_to(ROOT)}`."
+    except ValueError:  # a directory outside the checkout means nothing to a reader
+        where = "runs kept outside the repository (`--runs-dir`)."
     header = (
         f"Embedded synthetic dataset (60 classes, imbalance 0.01, 64-d frames), "
         f"`scripts/ablations.py`: {args.epochs} epochs for every row (MEID: each of its "
@@ -527,7 +527,7 @@ def main() -> int:
             if args.report
             else f"{len(jobs)} runs took {minutes:.0f} min ({args.jobs} at a time, 2 CPU cores); "
         )
-        + f"runs in `{shown}`."
+        + where
     )
     text = header + "\n\n" + body
     short = summary(selected, results)
