@@ -59,11 +59,11 @@ bench-scale: $(STAMP)
 
 ## ruff: lint rules and formatting, checked (make format rewrites)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf logs outputs multirun site .pytest_cache
