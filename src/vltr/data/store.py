@@ -61,6 +61,17 @@ SPLITS = ("train", "val", "test")
 _STR = h5py.string_dtype(encoding="utf-8")
 TMP_SUFFIX = ".tmp-vltr"
 NONFINITE = "nonfinite_videos"
+# what h5py raises on a damaged or truncated file, beyond its own OSError
+DAMAGED_FILE_ERRORS = (
+    KeyError,
+    OSError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RuntimeError,
+    OverflowError,
+)
 
 
 @dataclass(frozen=True)
@@ -359,16 +370,7 @@ class FeatureStore:
                 self._identity = self._file_identity(f)
             except StoreError:
                 raise
-            except (
-                KeyError,
-                OSError,
-                ValueError,
-                TypeError,
-                AttributeError,
-                IndexError,
-                RuntimeError,
-                OverflowError,
-            ) as e:  # h5py on a damaged file
+            except DAMAGED_FILE_ERRORS as e:  # h5py on a damaged file
                 raise StoreError(
                     f"{self.path}: corrupt or incomplete store ({_first_line(e)})"
                 ) from None
@@ -737,15 +739,7 @@ def validate_store(
         return [str(e)]
     try:
         return _validate(store, path, scan_values, chunk_videos)
-    except (
-        KeyError,
-        OSError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        RuntimeError,
-    ) as e:  # h5py on a file damaged beyond what opening reads
+    except DAMAGED_FILE_ERRORS as e:  # h5py on a file damaged beyond what opening reads
         return [f"{path}: corrupt or incomplete store ({_first_line(e)})"]
 
 
