@@ -4,6 +4,7 @@ one process, ``num_workers=0``), and continues the same W&B run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from vltr.training.loggers import RunCSVLogger
 
 from conftest import BIN, TINY_OVERRIDES, main_exit, run_cli
 
@@ -155,3 +158,35 @@ def test_resume_without_last_checkpoint_is_one_line(
         "resumes the run in hydra.run.dir=<its output directory>)"
     )
     assert not (run / "metrics.json").exists()
+
+
+def test_csv_header_rewrite_killed_midway_keeps_the_earlier_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new metric makes the CSV writer rewrite ``metrics.csv`` under a wider header; a run
+    killed during that rewrite must still find its earlier rows when it resumes."""
+    writer = RunCSVLogger(save_dir=str(tmp_path), name="csv", version="").experiment
+    writer.log_metrics({"epoch": 0, "val/mAP": 0.5}, step=0)
+    writer.save()
+    before = Path(writer.metrics_file_path).read_text()
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # stands in for the kill arriving mid-write
+
+    writer.log_metrics({"epoch": 0, "train/loss_epoch": 1.0}, step=1)
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        writer.save()
+    assert Path(writer.metrics_file_path).read_text() == before
+    assert [p.name for p in tmp_path.joinpath("csv").iterdir()] == ["metrics.csv"]
+
+    monkeypatch.undo()
+    # the resumed run's writer continues the file under the wider header
+    resumed = RunCSVLogger(save_dir=str(tmp_path), name="csv", version="").experiment
+    resumed.log_metrics({"epoch": 1, "train/loss_epoch": 1.0}, step=2)
+    resumed.save()
+    rows = list(csv.DictReader(Path(writer.metrics_file_path).read_text().splitlines()))
+    assert [(r["epoch"], r["val/mAP"], r["train/loss_epoch"]) for r in rows] == [
+        ("0", "0.5", ""),
+        ("1", "", "1.0"),
+    ]

@@ -14,6 +14,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from vltr.utils.io import atomic_path
+
 
 class _AppendingExperimentWriter(ExperimentWriter):
     """Lightning's CSV writer, but it keeps a run's earlier rows.
@@ -22,6 +24,10 @@ class _AppendingExperimentWriter(ExperimentWriter):
     file's header. Both break a vltr run, whose fit, validate and test phases each create a
     writer under ``ddp_spawn`` (and a resumed run creates a new one): the validate phase would
     erase the training curves, or fail with "dict contains fields not in fieldnames".
+
+    When a new metric appears, Lightning rewrites the whole file in place under the new header;
+    a run killed during that rewrite lost every earlier row. Here the rewrite goes to a
+    temporary file renamed over the old one, so a kill leaves the previous complete file.
     """
 
     def _check_log_dir_exists(self) -> None:
@@ -32,6 +38,14 @@ class _AppendingExperimentWriter(ExperimentWriter):
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys.extend(next(csv.reader(f), []))
         return super()._record_new_keys()
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class RunCSVLogger(CSVLogger):
