@@ -5,6 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-vltr
 TORCH   ?= torch==2.13.0
 ARGS    ?=
+# test processes (pytest-xdist); each test file runs whole in one of them, so a file's shared
+# fixtures are built once. TEST_WORKERS=0 runs everything in this process (for debugging).
+TEST_WORKERS ?= 2
 
 .PHONY: install train test test-fast bench bench-scale lint format clean notebooks docs docs-serve
 
@@ -26,7 +29,7 @@ train: $(STAMP)
 
 ## the lint and format checks, then the test suite (CPU, no GPU needed)
 test: lint
-	$(BIN)/python -m pytest -q tests $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 ## the notebooks' committed outputs: a small sweep on the embedded synthetic dataset (run once
 ## into $(NOTEBOOK_SWEEP): bce and ldam_drw at imbalance ratios 0.01 and 0.05, 8 epochs), then
