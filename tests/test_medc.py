@@ -30,7 +30,7 @@ from vltr.methods.medc import (
     weighted_bce,
 )
 from vltr.models.aggregators import NonLinearFrameAggregator
-from vltr.models.medc import mean_sigmoid_logits
+from vltr.models.medc import TemporalVarianceAttention, mean_sigmoid_logits
 from vltr.strategies.losses import BinaryCrossEntropy, FocalLoss
 
 from conftest import TINY_OVERRIDES, train_tiny
@@ -255,6 +255,28 @@ def test_padded_frames_have_no_influence() -> None:
     module.train()
     loss = module.training_loss(VideoBatch(garbage, batch.targets, batch.index, mask))
     assert torch.isfinite(loss)
+
+
+def test_variance_attention_is_eq_4_frame_by_frame() -> None:
+    """Eq. 4 written out per video over its real frames: ``sigma = softplus(1/T sum_t sum_l
+    alpha_tl f_v(|h_l - mu|))``, ``alpha`` the softmax over the real key frames."""
+    torch.manual_seed(0)
+    b, t, d, dk = 3, 6, 5, 4
+    att = TemporalVarianceAttention(d, dk).double()
+    h, mu = torch.randn(b, t, d, dtype=torch.float64), torch.randn(b, d, dtype=torch.float64)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[2, 1:] = False
+    expected = []
+    for i in range(b):
+        r = h[i][mask[i]] - mu[i]  # [T_i, d]
+        alpha = torch.softmax(att.query(r) @ att.key(r).T / dk**0.5, dim=1)  # [T_i, T_i]
+        per_query = [
+            sum(alpha[q, k] * att.value(r[k].abs()) for k in range(len(r))) for q in range(len(r))
+        ]
+        expected.append(torch.nn.functional.softplus(torch.stack(per_query).mean(0)))
+    torch.testing.assert_close(att(h, mu, mask), torch.stack(expected))
+    torch.testing.assert_close(att(h[:1], mu[:1]), expected[0].unsqueeze(0))
 
 
 # -- losses ------------------------------------------------------------------------------------

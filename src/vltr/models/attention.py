@@ -70,18 +70,17 @@ class PrototypicalSelfAttention(nn.Module):
         self.norm = nn.LayerNorm(input_dim)
         self.output_dim = input_dim
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``[B, T, D]`` -> ``[B, H, T, D / H]``."""
-        b, n, _ = t.shape
-        return t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
-
     def _prototype_and_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        b = x.shape[0]
         proto = masked_mean(x, mask)  # [B, D]: the query's source, Pool(x)
-        q = self._heads(self.q_proj(proto).unsqueeze(1))  # [B, H, 1, d_h]
-        k = self._heads(self.k_proj(x))  # [B, H, T, d_h]
-        logits = (q @ k.transpose(-1, -2)).squeeze(2) / self.head_dim**0.5  # [B, H, T]
+        q = self.q_proj(proto).view(b, self.num_heads, self.head_dim)  # [B, H, d_h]
+        # q_h . (W_k x_t)_h = (W_k,h^T q_h) . x_t: one query is brought into frame space
+        # instead of projecting all T frames into key space (B D^2 operations, not B T D^2)
+        w_k = self.k_proj.weight.view(self.num_heads, self.head_dim, -1)  # [H, d_h, D]
+        q_in = torch.einsum("bhe,hed->bhd", q, w_k)  # [B, H, D]
+        logits = q_in @ x.transpose(1, 2) / self.head_dim**0.5  # [B, H, T]
         weights = masked_softmax(logits, None if mask is None else mask.unsqueeze(1))
         return proto, weights
 
@@ -92,8 +91,15 @@ class PrototypicalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = zero_masked(x, mask)
         proto, weights = self._prototype_and_weights(x, mask)
-        v = self._heads(self.v_proj(x))  # [B, H, T, d_h]
-        heads = (self.attn_dropout(weights).unsqueeze(2) @ v).squeeze(2)  # [B, H, d_h]
+        weights = self.attn_dropout(weights)  # [B, H, T]
+        # sum_t w_t (W_v x_t + b_v)_h = W_v,h (sum_t w_t x_t) + b_v,h sum_t w_t: the weighted
+        # frame mean first, then one value projection per head (not one per frame)
+        pooled = weights @ x  # [B, H, D]
+        w_v = self.v_proj.weight.view(self.num_heads, self.head_dim, -1)  # [H, d_h, D]
+        heads = torch.einsum("bhd,hed->bhe", pooled, w_v)  # [B, H, d_h]
+        if self.v_proj.bias is not None:
+            bias = self.v_proj.bias.view(self.num_heads, self.head_dim)
+            heads = heads + bias * weights.sum(dim=-1, keepdim=True)
         out = self.out_proj(heads.flatten(1))
         return self.norm(proto + out)
 

@@ -96,10 +96,15 @@ class TemporalVarianceAttention(nn.Module):
         # eq. 4 sums over frames l once: the attention each key frame receives, averaged over
         # the real query frames (= averaging the per-query outputs, without the [B, T, d] sum)
         alpha_bar = masked_mean(alpha, mask)  # [B, Tk]
-        values = self.value(r.abs())  # f_v(|h_l - mu|), [B, T, d]
         if mask is not None:
-            values = values.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return F.softplus(torch.einsum("bt,btd->bd", alpha_bar, values))
+            alpha_bar = alpha_bar.masked_fill(~mask, 0.0)  # padded frames carry no value
+        # sum_l abar_l f_v(|r_l|) = W_v (sum_l abar_l |r_l|) + b_v sum_l abar_l: the weighted
+        # mean first, then one value projection per video (not one per frame)
+        pooled = torch.einsum("bt,btd->bd", alpha_bar, r.abs())
+        values = F.linear(pooled, self.value.weight)
+        if self.value.bias is not None:
+            values = values + self.value.bias * alpha_bar.sum(dim=1, keepdim=True)
+        return F.softplus(values)
 
 
 class PooledVariance(nn.Module):
