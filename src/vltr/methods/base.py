@@ -109,6 +109,11 @@ class VideoRecognitionModule(L.LightningModule):
             init_prior_bias(head, label_distribution(setup.class_counts))
         return head
 
+    def compile_targets(self) -> list[nn.Module]:
+        """The modules whose ``forward`` a training step calls on frames: what ``compile=true``
+        compiles (the aggregator here; methods that call parts of it list those)."""
+        return [self.aggregator]
+
     # -- model
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         # batches arrive in the store's dtype (float16 by default): cast on the device, after

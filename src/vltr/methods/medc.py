@@ -412,6 +412,9 @@ class MEDCModule(VideoRecognitionModule):
         self.register_buffer("class_weights", weights, persistent=False)  # [K, C]
         self.register_buffer("region_gamma", gamma, persistent=False)  # [K, C]
 
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.aggregator.frame_mlp, *self.experts.experts]
+
     # -- model
     def encode(
         self, features: torch.Tensor, mask: torch.Tensor | None = None

@@ -152,6 +152,12 @@ class MEIDModule(VideoRecognitionModule):
         """Expert 1: embedding + attention (aggregator), eq. 4's Linear, its necks."""
         return [m for m in (self.aggregator, self.classifier, self.necks) if m is not None]
 
+    def compile_targets(self) -> list[nn.Module]:
+        # expert 1 calls the aggregator's attention network and embedding, not its forward
+        agg = self.aggregator
+        parts: list[nn.Module] = [agg.attention_net, agg.embedding]
+        return parts if self.expert2 is None else [*parts, self.expert2]
+
     def train(self, mode: bool = True) -> MEIDModule:
         # stage 2: the frozen expert stays in eval mode (its dropout off) while expert 2 trains
         super().train(mode)

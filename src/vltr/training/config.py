@@ -77,6 +77,7 @@ class TrainSchema:
     monitor: str = "val/mAP"
     start_stage: int = 1
     init_ckpt: str | None = None
+    compile: bool = False
     paths: PathsSchema = field(default_factory=PathsSchema)
     features: FeaturesSchema = field(default_factory=FeaturesSchema)
     dataset: Any = None

@@ -21,7 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from vltr.conf import imbalance_ratio
 from vltr.evaluation.tables import format_table
-from vltr.training.builders import build_callbacks, build_datamodule, build_loggers, build_module
+from vltr.training.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    compile_model,
+)
 from vltr.training.callbacks import PerClassAPWriter, RunConfigInCheckpoint
 from vltr.training.checkpoints import check_weights_fit, load_checkpoint
 from vltr.training.config import require_values, validate_config
@@ -74,6 +80,8 @@ def _train_stage(cfg: DictConfig, output_dir: Path, init_ckpt: str | None) -> di
             resume_state, model, str(resume_from), "ckpt_path", strict=True, data=_describe(info)
         )
     del resume_state, init_state
+    if cfg.get("compile"):
+        log.info("torch.compile: %s", ", ".join(compile_model(model)))
 
     loggers = build_loggers(cfg.get("logger"))
     callbacks = build_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
