@@ -50,10 +50,13 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
+## stream, metrics, aggregators and methods (with torch.compile rows): ~15 min on 2 cores;
+## docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/aggregators.py
+	$(BIN)/python bench/methods.py --compile
 
 ## peak memory and cold-cache loader throughput at 2,000 and 20,000 VideoLT-shaped videos: writes
 ## 13.5 GB of stores under /tmp (deleted afterwards), ~3 min on 2 cores; docs/scale.md
