@@ -50,7 +50,7 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
-## stream, metrics, aggregators and methods (with torch.compile rows): ~15 min on 2 cores;
+## stream, metrics, aggregators and methods (its compile rows included: 6 min on 2 cores);
 ## docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python bench/stream.py
